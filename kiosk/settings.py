@@ -1,0 +1,204 @@
+"""Typed, frozen settings: one dataclass per section of the YAML file.
+
+Each field's metadata holds its one-line help (unit and range) and its validation rule; the
+loader in `kiosk.config` is driven by these declarations, and the example file
+`config/voice-kiosk.yaml` must say the same thing (a test checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Validation rules understood by kiosk.config:
+#   range=(lo, hi)      inclusive numeric range
+#   choices=(...)       allowed values
+#   kind="url"|"path"|"secret_file"|"device"|"pin"|"level"
+#   items=...           element rule for mappings
+
+
+def opt(default: Any, help: str, **rule: Any) -> Any:
+    """Declare a setting with its default, its help line and its validation rule."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **rule})
+    return field(default=default, metadata={"help": help, **rule})
+
+
+@dataclass(frozen=True)
+class KioskSettings:
+    id: str = opt("kiosk", "Name of this kiosk in logs, metrics and systemd status.")
+    location: str = opt("", "Where the kiosk stands (ward, room, bed), for IT staff.")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    url: str = opt("", "Base URL of the voice gateway; empty runs the built-in simulator.", kind="url")
+    api_key_file: str | None = opt(None, "File holding an X-API-Key (va_k_...).", kind="secret_file")
+    token_file: str | None = opt(None, "File holding a bearer JWT, re-read on every request.",
+                                 kind="secret_file")
+    email: str | None = opt(None, "Login e-mail (with password_file) for token login.")
+    password_file: str | None = opt(None, "File holding the login password.", kind="secret_file")
+    conversation_id: str | None = opt(None, "Conversation to continue; null lets the gateway pick.")
+    ca_file: str | None = opt(None, "Extra CA bundle (PEM) to trust for the gateway.", kind="path")
+    verify_tls: bool = opt(True, "Verify the gateway's TLS certificate. Leave on.")
+    timeout_s: float = opt(10.0, "HTTP timeout per request, seconds.", range=(1, 120))
+    voice: str | None = opt(None, "Voice to ask the gateway for (null: gateway default).")
+    language: str | None = opt(None, "Language code to ask for, e.g. en or de.")
+    vad_sensitivity: int | None = opt(None, "Gateway VAD sensitivity 0-100.", range=(0, 100))
+    silence_duration_ms: int | None = opt(None, "Silence that ends a turn, ms.", range=(100, 5000))
+    adaptive_vad: bool | None = opt(None, "Ask the gateway for adaptive VAD.")
+    retry_initial_s: float = opt(1.0, "First retry delay after a failure, seconds.", range=(0.1, 60))
+    retry_max_s: float = opt(30.0, "Longest retry delay (backoff cap), seconds.", range=(1, 600))
+    auth_retry_s: float = opt(300.0, "Retry delay after a rejected credential, seconds.",
+                              range=(10, 3600))
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    url: str | None = opt(None, "Override the realtime WebSocket URL the gateway hands out.",
+                          kind="url")
+    model: str | None = opt("gpt-realtime", "Model to use (null: the gateway's choice).")
+    voice: str | None = opt(None, "Voice override (alloy, ash, ballad, coral, echo, sage, "
+                                  "shimmer, verse, marin, cedar).",
+                            choices=(None, "alloy", "ash", "ballad", "coral", "echo", "sage",
+                                     "shimmer", "verse", "marin", "cedar"))
+    instructions: str = opt(
+        "You are a friendly bedside assistant in a hospital. Speak slowly and clearly, in "
+        "short sentences. You cannot give medical advice; for anything urgent, tell the "
+        "patient to use the nurse call button.",
+        "Instructions added to every session.")
+    interrupt_response: bool = opt(True, "Let the server cancel its answer when the patient "
+                                         "talks over it.")
+    connect_timeout_s: float = opt(10.0, "WebSocket connect and setup timeout, seconds.",
+                                   range=(1, 60))
+    reconnect_give_up_s: float = opt(30.0, "Stop reconnecting a dropped session after, seconds.",
+                                     range=(0, 600))
+    max_message_kib: int = opt(4096, "Largest server message accepted, KiB.", range=(64, 65536))
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    input_device: str | int = opt("default", "Microphone: name substring, index or default.",
+                                  kind="device")
+    output_device: str | int = opt("default", "Speaker: name substring, index or default.",
+                                   kind="device")
+    frame_ms: int = opt(20, "Capture frame and send chunk length, ms.", range=(10, 100))
+    input_gain_db: float = opt(0.0, "Microphone gain, dB.", range=(-20, 30))
+    volume: int = opt(80, "Answer volume, percent.", range=(0, 100))
+    prebuffer_ms: int = opt(60, "Answer audio queued before playback starts, ms.",
+                            range=(0, 2000))
+    capture_buffer_s: float = opt(10.0, "Microphone backlog kept while connecting, seconds.",
+                                  range=(1, 120))
+    playback_buffer_s: float = opt(120.0, "Answer audio that can be queued, seconds.",
+                                   range=(5, 600))
+    echo_mode: str = opt("gate", "gate: mute the mic while speaking; none: full duplex.",
+                         choices=("gate", "none"))
+    cues: bool = opt(True, "Play short sounds for listening, end, error and connecting.")
+    cue_volume: int = opt(60, "Cue volume, percent.", range=(0, 100))
+    cue_files: dict[str, str] = opt({}, "Optional WAV files replacing cues "
+                                        "(listening, ended, error, connecting).",
+                                    keys=("listening", "ended", "error", "connecting"),
+                                    kind="path")
+    device_retry_s: float = opt(2.0, "Retry a missing audio device every, seconds.",
+                                range=(0.2, 60))
+
+
+@dataclass(frozen=True)
+class LedPattern:
+    mode: str = opt("on", "off, on, dim, blink, double_blink or pulse.",
+                    choices=("off", "on", "dim", "blink", "double_blink", "pulse"))
+    on_s: float = opt(0.5, "Time on per blink, seconds.", range=(0.02, 10))
+    off_s: float = opt(0.5, "Time off per blink, seconds.", range=(0.02, 10))
+    brightness: float = opt(1.0, "Brightness 0-1 (PWM and RGB LEDs).", range=(0, 1))
+    color: str = opt("#ffffff", "RGB colour as #rrggbb (RGB LEDs).", kind="color")
+
+
+DEFAULT_PATTERNS: dict[str, LedPattern] = {
+    "idle": LedPattern(mode="dim", brightness=0.1, color="#0000ff"),
+    "connecting": LedPattern(mode="blink", on_s=0.5, off_s=0.5, color="#ffbf00"),
+    "listening": LedPattern(mode="on", color="#00ff00"),
+    "thinking": LedPattern(mode="double_blink", on_s=0.1, off_s=0.1, color="#00ffff"),
+    "speaking": LedPattern(mode="pulse", on_s=0.6, off_s=0.6, color="#ffffff"),
+    "error": LedPattern(mode="blink", on_s=0.1, off_s=0.1, color="#ff0000"),
+}
+
+
+@dataclass(frozen=True)
+class GpioSettings:
+    pin_factory: str = opt("auto", "auto, lgpio, rpigpio, pigpio, native or mock.",
+                           choices=("auto", "lgpio", "rpigpio", "pigpio", "native", "mock"))
+    button_pin: int | str = opt(17, "Button pin (BCM number, or a name like GPIO17).", kind="pin")
+    button_pull_up: bool = opt(True, "true: button wired to ground; false: wired to 3V3.")
+    bounce_ms: int = opt(50, "Button debounce time, ms.", range=(0, 1000))
+    long_press_s: float = opt(1.5, "Hold this long to end the session, seconds.",
+                              range=(0.3, 10))
+    led_kind: str = opt("single", "single, pwm, rgb or none.",
+                        choices=("single", "pwm", "rgb", "none"))
+    led_pin: int | str = opt(18, "LED pin for single and pwm LEDs.", kind="pin")
+    rgb_pins: list[int | str] = opt([12, 13, 19], "Red, green, blue pins for an RGB LED.",
+                                    kind="pin", length=3)
+    led_active_high: bool = opt(True, "false for common-anode parts (LED on when pin is low).")
+    led_patterns: dict[str, LedPattern] = opt(
+        {}, "Per-state overrides of the LED pattern (idle, connecting, listening, thinking, "
+            "speaking, error).",
+        keys=("idle", "connecting", "listening", "thinking", "speaking", "error"))
+
+    def pattern(self, state: str) -> LedPattern:
+        """The LED pattern for a state: the YAML override, else the built-in default."""
+        return self.led_patterns.get(state, DEFAULT_PATTERNS[state])
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    idle_timeout_s: float = opt(30.0, "End the session after this long without speech, seconds.",
+                                range=(3, 600))
+    max_session_s: float = opt(600.0, "Longest session, seconds.", range=(10, 3600))
+    error_display_s: float = opt(5.0, "Show the error state this long, then idle, seconds.",
+                                 range=(0.5, 120))
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = opt("info", "debug, info, warning or error.",
+                     choices=("debug", "info", "warning", "error"))
+    transcripts: bool = opt(False, "Log what the patient and assistant said (health data!).")
+    target: str = opt("auto", "auto (journal when present), journal or stderr.",
+                      choices=("auto", "journal", "stderr"))
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    textfile: str | None = opt(None, "Prometheus node_exporter textfile to write (*.prom).",
+                               kind="path")
+    interval_s: float = opt(15.0, "How often the metrics file is rewritten, seconds.",
+                            range=(1, 3600))
+
+
+@dataclass(frozen=True)
+class Settings:
+    kiosk: KioskSettings = field(default_factory=KioskSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    gpio: GpioSettings = field(default_factory=GpioSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    source: str = field(default="<defaults>", compare=False)
+
+    @property
+    def uses_simulator(self) -> bool:
+        """No gateway configured: the kiosk talks to its built-in loopback simulator."""
+        return not self.gateway.url
+
+
+SECTIONS: dict[str, type] = {
+    "kiosk": KioskSettings,
+    "gateway": GatewaySettings,
+    "realtime": RealtimeSettings,
+    "audio": AudioSettings,
+    "gpio": GpioSettings,
+    "session": SessionSettings,
+    "logging": LoggingSettings,
+    "metrics": MetricsSettings,
+}

@@ -1,0 +1,30 @@
+"""The kiosk's six states: the one vocabulary used by logs, LED, sounds, systemd and the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class State(str, Enum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """What observers receive: one per transition, in order, from the controller thread."""
+
+    old: State
+    new: State
+    detail: str  # short human text, e.g. "button pressed" or "gateway unavailable (503)"
+    session_id: str | None  # the kiosk's own id of the current session, for log correlation
+    at: float  # monotonic seconds (the controller's clock)
+    error_kind: str | None = None  # set when new is ERROR: auth, network, device, protocol...
