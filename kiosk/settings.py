@@ -20,7 +20,8 @@ from typing import Any
 def opt(default: Any, help: str, **rule: Any) -> Any:
     """Declare a setting with its default, its help line and its validation rule."""
     if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **rule})
+        return field(default_factory=lambda: type(default)(default),
+                     metadata={"help": help, **rule})
     return field(default=default, metadata={"help": help, **rule})
 
 
@@ -32,8 +33,10 @@ class KioskSettings:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    url: str = opt("", "Base URL of the voice gateway; empty runs the built-in simulator.", kind="url")
-    api_key_file: str | None = opt(None, "File holding an X-API-Key (va_k_...).", kind="secret_file")
+    url: str = opt("", "Base URL of the voice gateway; empty runs the built-in simulator.",
+                   kind="url")
+    api_key_file: str | None = opt(None, "File holding an X-API-Key (va_k_...).",
+                                   kind="secret_file")
     token_file: str | None = opt(None, "File holding a bearer JWT, re-read on every request.",
                                  kind="secret_file")
     email: str | None = opt(None, "Login e-mail (with password_file) for token login.")
@@ -47,7 +50,8 @@ class GatewaySettings:
     vad_sensitivity: int | None = opt(None, "Gateway VAD sensitivity 0-100.", range=(0, 100))
     silence_duration_ms: int | None = opt(None, "Silence that ends a turn, ms.", range=(100, 5000))
     adaptive_vad: bool | None = opt(None, "Ask the gateway for adaptive VAD.")
-    retry_initial_s: float = opt(1.0, "First retry delay after a failure, seconds.", range=(0.1, 60))
+    retry_initial_s: float = opt(1.0, "First retry delay after a failure, seconds.",
+                                 range=(0.1, 60))
     retry_max_s: float = opt(30.0, "Longest retry delay (backoff cap), seconds.", range=(1, 600))
     auth_retry_s: float = opt(300.0, "Retry delay after a rejected credential, seconds.",
                               range=(10, 3600))

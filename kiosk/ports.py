@@ -1,0 +1,88 @@
+"""The seams between the kiosk's parts, as typing Protocols.
+
+The controller talks to a `Conversation`; the conversation talks to an `AudioPort`
+(capture, playback, cues). Real implementations live in `kiosk/conversation.py` and
+`kiosk/audio/engine.py`; tests may pass fakes that satisfy the same protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 24000  # the realtime service's only PCM rate
+BYTES_PER_SAMPLE = 2
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One capture frame: `frame_ms` of 24 kHz mono int16, stamped when it was captured."""
+
+    pcm: np.ndarray  # int16, shape (samples,)
+    captured_at: float  # time.monotonic() of the frame's last sample reaching the callback
+
+
+class CapturePort(Protocol):
+    def arm(self) -> None:
+        """Start keeping microphone audio (button pressed). Clears older audio first."""
+
+    def disarm(self) -> None:
+        """Stop keeping audio and drop what is buffered (session over)."""
+
+    def read_frame(self, timeout_s: float) -> Frame | None:
+        """Next frame in order, or None after `timeout_s` with nothing captured."""
+
+    def set_gate(self, closed: bool) -> None:
+        """Echo gate: while closed, captured audio is discarded instead of buffered."""
+
+    @property
+    def dropped_samples(self) -> int:
+        """Oldest samples dropped because the backlog was full (link stalled)."""
+
+
+class PlaybackPort(Protocol):
+    def set_listener(self, listener: Callable[[str, str], None] | None) -> None:
+        """Called (from the audio thread, must not block) with ("started", item_id) when an
+        item's first sample reaches the device and ("drained", item_id) when it has played
+        out after `end_item` (or ("flushed", item_id) after `flush`)."""
+
+    def write(self, item_id: str, pcm: bytes) -> None:
+        """Queue 24 kHz PCM16 answer audio of an assistant item (starts after prebuffer)."""
+
+    def end_item(self, item_id: str) -> None:
+        """The item's audio is complete: play out even if below the prebuffer."""
+
+    def flush(self) -> int:
+        """Barge-in: silence within one output block, drop the queue; returns ms played of the
+        item that was playing (never more than was written)."""
+
+    def played_ms(self, item_id: str) -> int:
+        """Milliseconds of this item that actually reached the device."""
+
+    @property
+    def busy(self) -> bool:
+        """True while answer or cue audio is queued or playing (the echo gate follows this)."""
+
+
+class AudioPort(Protocol):
+    capture: CapturePort
+    playback: PlaybackPort
+
+    def alive(self) -> bool:
+        """Streams open and their callbacks running (for the systemd watchdog)."""
+
+
+class Conversation(Protocol):
+    """One patient session with the realtime service, driven by the controller."""
+
+    def start(self, session_id: str) -> None:
+        """Arm capture at once, then connect in the background. Never blocks."""
+
+    def interrupt(self) -> None:
+        """Button barge-in: stop the answer now and go back to listening."""
+
+    def end(self, reason: str) -> None:
+        """Close the session and stop streaming. Idempotent; returns within a second."""
