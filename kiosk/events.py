@@ -60,6 +60,17 @@ class Fault(Event):
     kind: str  # auth, network, unavailable, protocol, device, config, internal
     message: str
     ends_session: bool = True
+    # A persistent fault (e.g. the microphone is unplugged) keeps the kiosk in `error` until a
+    # matching Recovered(kind) arrives; a transient one is shown, then the kiosk goes idle.
+    persistent: bool = False
+
+
+@dataclass(frozen=True)
+class Recovered(Event):
+    """A persistent fault of this kind has cleared (e.g. the USB microphone is back)."""
+
+    kind: str
+    message: str = ""
 
 
 @dataclass(frozen=True)
