@@ -1,0 +1,340 @@
+"""Load and check the one YAML file IT staff edit.
+
+Every problem is reported at once, each as ``FILE:LINE: key.path: what is wrong. what to do``,
+never as a traceback. The schema is the dataclasses in `kiosk.settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import stat
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from kiosk import settings as S
+
+DEFAULT_PATH = "/etc/voice-kiosk/config.yaml"
+ENV_VAR = "VOICE_KIOSK_CONFIG"
+CREDENTIALS_VAR = "CREDENTIALS_DIRECTORY"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    """All problems found in one file."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def resolve_path(cli_path: str | None) -> str:
+    """`--config PATH` wins, then $VOICE_KIOSK_CONFIG, then /etc/voice-kiosk/config.yaml."""
+    return cli_path or os.environ.get(ENV_VAR) or DEFAULT_PATH
+
+
+def expand_path(value: str) -> str:
+    """Expand ${CREDENTIALS_DIRECTORY} (systemd LoadCredential=) and ~ in a configured path."""
+    return os.path.expanduser(os.path.expandvars(value))
+
+
+def load(path: str) -> S.Settings:
+    """Read, parse and check `path`; raises ConfigError listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(path, 0, "(file)", "file not found. Copy the example: "
+                                   "cp config/voice-kiosk.yaml " + path)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(path, 0, "(file)", f"cannot read: {exc}")]) from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "<string>") -> S.Settings:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else 0
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(path, line, "(yaml)", f"invalid YAML: {problem}. Check "
+                                   "indentation (spaces, not tabs) and quoting.")]) from None
+    checker = _Checker(path)
+    result = checker.build_root(root)
+    if checker.problems:
+        raise ConfigError(sorted(checker.problems, key=lambda p: (p.line, p.key)))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, file: str):
+        self.file = file
+        self.problems: list[Problem] = []
+        self._constructor = SafeConstructor()
+        self._positions: dict[str, Node] = {}  # section path -> its mapping node, for lines
+
+    def fail(self, node: Node | None, key: str, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 0
+        self.problems.append(Problem(self.file, line, key, message))
+
+    def build_root(self, root: Node | None) -> S.Settings:
+        if root is None or (isinstance(root, ScalarNode) and root.value == ""):
+            return S.Settings(source=self.file)
+        if not isinstance(root, MappingNode):
+            self.fail(root, "(top level)", "expected sections like `audio:` and `gateway:`")
+            return S.Settings(source=self.file)
+        sections: dict[str, Any] = {}
+        for key_node, value_node in self._pairs(root, "", list(S.SECTIONS)):
+            name = key_node.value
+            sections[name] = self.build_dataclass(S.SECTIONS[name], value_node, name, key_node)
+        settings = S.Settings(**sections, source=self.file)
+        self._cross_checks(settings, root)
+        return settings
+
+    def _pairs(self, node: MappingNode, prefix: str, allowed: list[str]):
+        """Yield (key, value) nodes with known names; report unknown and duplicate keys."""
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            name = str(key_node.value)
+            path = f"{prefix}{name}"
+            if name not in allowed:
+                close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+                hint = f" Did you mean `{prefix}{close[0]}`?" if close else (
+                    f" Known keys here: {', '.join(allowed)}.")
+                self.fail(key_node, path, f"unknown key.{hint}")
+                continue
+            if name in seen:
+                self.fail(key_node, path, "given twice; keep one.")
+                continue
+            seen.add(name)
+            yield key_node, value_node
+
+    def build_dataclass(self, cls: type, node: Node, path: str, key_node: Node) -> Any:
+        if isinstance(node, ScalarNode) and node.tag.endswith(":null"):
+            return cls()
+        if not isinstance(node, MappingNode):
+            self.fail(node, path, f"expected a mapping of keys under `{path}:`.")
+            return cls()
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for k_node, v_node in self._pairs(node, f"{path}.", list(fields)):
+            name = k_node.value
+            ok, value = self.check(v_node, hints[name], fields[name].metadata, f"{path}.{name}")
+            if ok:
+                values[name] = value
+        self._positions[path] = key_node
+        return cls(**values)
+
+    def check(self, node: Node, tp: Any, meta: typing.Mapping[str, Any], path: str
+              ) -> tuple[bool, Any]:
+        """Convert and validate one value against its declared type and rule."""
+        args = typing.get_args(tp)
+        origin = typing.get_origin(tp)
+        if origin is dict:
+            return self._check_dict(node, args[1], meta, path)
+        if origin is list:
+            return self._check_list(node, args[0], meta, path)
+        value = self._scalar(node)
+        allowed = set(args) if origin in (types.UnionType, typing.Union) else {tp}
+        if value is None:
+            if type(None) in allowed:
+                return True, None
+            return self._bad(node, path, "must not be empty" + _help(meta))
+        if meta.get("kind") == "pin":
+            return self._check_pin(node, value, path)
+        if isinstance(value, bool):
+            if bool in allowed:
+                return True, value
+            return self._bad(node, path, f"expected {_type_words(allowed)}, got `{value}`"
+                             + _help(meta))
+        if isinstance(value, int) and (int in allowed or float in allowed):
+            value = value if int in allowed else float(value)
+        elif not ((isinstance(value, float) and float in allowed)
+                  or (isinstance(value, str) and str in allowed)):
+            shown = node.value if isinstance(node, ScalarNode) else "a list or mapping"
+            return self._bad(node, path, f"expected {_type_words(allowed)}, got `{shown}`"
+                             + _help(meta))
+        return self._check_rule(node, value, meta, path)
+
+    def _check_rule(self, node: Node, value: Any, meta: typing.Mapping[str, Any], path: str
+                    ) -> tuple[bool, Any]:
+        if "range" in meta and isinstance(value, (int, float)):
+            lo, hi = meta["range"]
+            if not lo <= value <= hi:
+                return self._bad(node, path, f"{value} is out of range; use {lo} to {hi}."
+                                 + _help(meta))
+        if "choices" in meta and value not in meta["choices"]:
+            names = [c for c in meta["choices"] if c is not None]
+            close = difflib.get_close_matches(str(value), names, n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            return self._bad(node, path, f"`{value}` is not one of {', '.join(names)}.{hint}")
+        kind = meta.get("kind")
+        if kind == "url" and value and not _is_url(value):
+            return self._bad(node, path, f"`{value}` is not a URL like "
+                             "https://gateway.example.org (leave empty for the simulator).")
+        if kind == "color" and not _is_color(value):
+            return self._bad(node, path, f"`{value}` is not a colour like \"#ff8800\" "
+                             "(quote it: # starts a comment in YAML).")
+        if kind in ("secret_file", "path") and value is not None:
+            problem = _file_problem(value, secret=kind == "secret_file")
+            if problem:
+                return self._bad(node, path, problem)
+        return True, value
+
+    def _check_pin(self, node: Node, value: Any, path: str) -> tuple[bool, Any]:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 53:
+            return True, value
+        if isinstance(value, str) and value.strip():
+            return True, value.strip()
+        return self._bad(node, path, f"`{value}` is not a pin: use a BCM number like 17 "
+                         "or a name like GPIO17 or BOARD11.")
+
+    def _check_dict(self, node: Node, value_tp: Any, meta: typing.Mapping[str, Any], path: str
+                    ) -> tuple[bool, Any]:
+        if isinstance(node, ScalarNode) and node.tag.endswith(":null"):
+            return True, {}
+        if not isinstance(node, MappingNode):
+            return self._bad(node, path, "expected a mapping." + _help(meta))
+        before = len(self.problems)
+        out: dict[str, Any] = {}
+        keys = list(meta.get("keys", ()))
+        for k_node, v_node in self._pairs(node, f"{path}.", keys):
+            sub = f"{path}.{k_node.value}"
+            if dataclasses.is_dataclass(value_tp):
+                out[k_node.value] = self.build_dataclass(value_tp, v_node, sub, k_node)
+            else:
+                ok, value = self.check(v_node, value_tp, meta, sub)
+                if ok:
+                    out[k_node.value] = value
+        return len(self.problems) == before, out
+
+    def _check_list(self, node: Node, item_tp: Any, meta: typing.Mapping[str, Any], path: str
+                    ) -> tuple[bool, Any]:
+        if not isinstance(node, SequenceNode):
+            return self._bad(node, path, "expected a list like [12, 13, 19]." + _help(meta))
+        if "length" in meta and len(node.value) != meta["length"]:
+            return self._bad(node, path, f"expected {meta['length']} items, got "
+                             f"{len(node.value)}." + _help(meta))
+        items = []
+        for i, item in enumerate(node.value):
+            ok, value = self.check(item, item_tp, meta, f"{path}[{i}]")
+            if not ok:
+                return False, None
+            items.append(value)
+        return True, items
+
+    def _scalar(self, node: Node) -> Any:
+        if not isinstance(node, ScalarNode):
+            return node  # a collection where a scalar was expected; the caller reports it
+        return self._constructor.construct_object(node, deep=True)
+
+    def _bad(self, node: Node, path: str, message: str) -> tuple[bool, Any]:
+        self.fail(node, path, message)
+        return False, None
+
+    def _cross_checks(self, s: S.Settings, root: MappingNode) -> None:
+        """Rules that involve several keys (reported at the section's line)."""
+        gw = s.gateway
+        node = self._positions.get("gateway", root)
+        bad = {p.key for p in self.problems}
+
+        def given(key: str) -> bool:  # present in the file (a bad value is reported already)
+            return bool(getattr(gw, key)) or f"gateway.{key}" in bad
+
+        if given("email") and not given("password_file"):
+            self.fail(node, "gateway.password_file", "missing required key: `email` is set, "
+                      "so `password_file` must name the file holding its password.")
+        if given("password_file") and not given("email"):
+            self.fail(node, "gateway.email", "missing required key: `password_file` is set, "
+                      "so `email` must name the account to log in as.")
+        methods = [given("api_key_file"), given("token_file"), given("email")]
+        if gw.url and not any(methods):
+            self.fail(node, "gateway.api_key_file", "missing required key: `url` is set, so "
+                      "give one credential: api_key_file (recommended for kiosks), token_file, "
+                      "or email + password_file.")
+        if sum(methods) > 1:
+            self.fail(node, "gateway", "more than one credential given; keep exactly one of "
+                      "api_key_file, token_file, email + password_file.")
+        sess = s.session
+        if sess.idle_timeout_s > sess.max_session_s:
+            self.fail(self._positions.get("session", root), "session.idle_timeout_s",
+                      f"{sess.idle_timeout_s} is longer than session.max_session_s "
+                      f"({sess.max_session_s}); make it shorter.")
+
+
+def _help(meta: typing.Mapping[str, Any]) -> str:
+    return f" ({meta['help']})" if meta.get("help") else ""
+
+
+def _type_words(allowed: set[Any]) -> str:
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+             type(None): "null"}
+    return " or ".join(words.get(t, str(t)) for t in allowed if t is not type(None)) or "null"
+
+
+def _is_url(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https", "ws", "wss") and bool(parts.hostname)
+
+
+def _is_color(value: str) -> bool:
+    return (isinstance(value, str) and len(value) == 7 and value[0] == "#"
+            and all(c in "0123456789abcdefABCDEF" for c in value[1:]))
+
+
+def _file_problem(value: str, secret: bool) -> str | None:
+    """What is wrong with a configured file, or None. Secret files must not be readable by
+    group or others (the message gives the chmod to run)."""
+    if CREDENTIALS_VAR in value and CREDENTIALS_VAR not in os.environ:
+        return None  # only systemd knows where LoadCredential= puts it; checked at start-up
+    path = expand_path(value)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return f"file `{path}` does not exist; create it or fix the path."
+    except OSError as exc:
+        return f"cannot check `{path}`: {exc.strerror}."
+    if not stat.S_ISREG(st.st_mode):
+        return f"`{path}` is not a regular file."
+    if not os.access(path, os.R_OK):
+        return f"`{path}` is not readable by this user; check owner and mode."
+    if secret and st.st_mode & 0o077:
+        return (f"secret file `{path}` is readable by group or others (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
+    return None
+
+
+def dump(settings: S.Settings) -> str:
+    """The effective configuration as YAML, with personal details masked (secrets are never
+    inline; files that hold them are shown by path only)."""
+    data = dataclasses.asdict(settings)
+    data.pop("source", None)
+    email = data["gateway"].get("email")
+    if email:
+        user, _, domain = email.partition("@")
+        data["gateway"]["email"] = f"{user[:1]}***@{domain}"
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)

@@ -1,0 +1,248 @@
+"""The kiosk's one state machine.
+
+Every input (button, session, audio, timers, signals) arrives as an `Event` on one bounded
+queue and is applied by one thread, the only code that changes the state. Each change is
+published to observers (LED, cues, systemd status, logs, metrics, the demo display), so none
+of them is special-cased here.
+
+    idle -> connecting -> listening -> thinking -> speaking -> listening ... -> idle
+    any state -> error (shown for session.error_display_s, then idle; or held while a
+    persistent fault such as an unplugged microphone lasts)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+from kiosk import events as ev
+from kiosk.ports import Conversation
+from kiosk.settings import SessionSettings
+from kiosk.states import State, StateChange
+
+log = logging.getLogger("kiosk.controller")
+
+IN_SESSION = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
+MAX_WAIT_S = 0.25  # the loop wakes at least this often: timers and the watchdog heartbeat
+
+
+class Observer(Protocol):
+    def on_state_change(self, change: StateChange) -> None: ...
+
+
+class Controller:
+    """Owns the state. `post()` from any thread; `run()` (or `step()` in tests) applies events.
+
+    >>> c = Controller(SessionSettings(), conversation)
+    >>> c.add_observer(led); c.start(); c.post(ev.ButtonPressed())
+    """
+
+    def __init__(self, settings: SessionSettings, conversation: Conversation,
+                 clock: Callable[[], float] = time.monotonic, queue_size: int = 256):
+        self.settings = settings
+        self.conversation = conversation
+        self.clock = clock
+        self._queue: queue.Queue[ev.Event] = queue.Queue(maxsize=queue_size)
+        self._observers: list[Observer] = []
+        self._state = State.IDLE
+        self._session_id: str | None = None
+        self._session_deadline: float | None = None  # session.max_session_s
+        self._idle_deadline: float | None = None  # session.idle_timeout_s without speech
+        self._error_deadline: float | None = None  # end of the error display
+        self._persistent: dict[str, str] = {}  # fault kind -> message, while it lasts
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self.last_beat = time.monotonic()  # loop heartbeat, read by the systemd watchdog
+        self.dropped_events = 0
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def session_id(self) -> str | None:
+        return self._session_id
+
+    def add_observer(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def post(self, event: ev.Event) -> bool:
+        """Queue an event; never blocks (callers are audio callbacks and GPIO threads)."""
+        try:
+            self._queue.put_nowait(event)
+            return True
+        except queue.Full:
+            self.dropped_events += 1
+            log.warning("controller queue full: dropped %s", type(event).__name__)
+            return False
+
+    def start(self) -> threading.Thread:
+        self._running = True
+        self._thread = threading.Thread(target=self.run, name="controller", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """End any session and stop the loop (from another thread)."""
+        if self._thread is None:
+            return
+        self._running = False
+        with contextlib.suppress(queue.Full):  # the loop also checks _running when it wakes
+            self._queue.put(ev.Stop(), timeout=timeout_s)
+        self._thread.join(timeout_s)
+        self._thread = None
+
+    def alive(self, max_age_s: float = 2.0) -> bool:
+        """True while the loop is turning (its heartbeat is recent)."""
+        return self._running and time.monotonic() - self.last_beat < max_age_s
+
+    def run(self) -> None:
+        self._running = True
+        while self._running:
+            self.step(timeout_s=self._wait_s())
+
+    def step(self, timeout_s: float | None = 0.0) -> bool:
+        """Apply one queued event (or only the timers when none comes within `timeout_s`).
+        Returns False once a Stop event has been applied."""
+        self.last_beat = time.monotonic()
+        try:
+            event: ev.Event = (self._queue.get(timeout=timeout_s) if timeout_s
+                               else self._queue.get_nowait())
+        except queue.Empty:
+            event = ev.Tick()
+        try:
+            self._apply(event)
+        except Exception:  # one bad event must not kill the only thread that owns the state
+            log.exception("internal error applying %s", type(event).__name__)
+            self._fault(ev.Fault("internal", "internal error; see the log"))
+        self._check_timers()
+        return not isinstance(event, ev.Stop)
+
+    def _wait_s(self) -> float:
+        deadlines = [d for d in (self._session_deadline, self._idle_deadline,
+                                 self._error_deadline) if d is not None]
+        if not deadlines:
+            return MAX_WAIT_S
+        return max(0.001, min(MAX_WAIT_S, min(deadlines) - self.clock()))
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def _apply(self, event: ev.Event) -> None:
+        s = self._state
+        match event:
+            case ev.Stop():
+                self._running = False
+                if s in IN_SESSION:
+                    self._end_session("kiosk stopping")
+            case ev.ButtonPressed(long=True):
+                if s in IN_SESSION:
+                    self._end_session("ended by long press")
+            case ev.ButtonPressed():
+                self._press(event)
+            case ev.SessionReady() if s is State.CONNECTING:
+                self._set(State.LISTENING, "connected: speak now")
+                self._arm_idle_timer()
+            case ev.SpeechStarted() if s in (State.LISTENING, State.THINKING, State.SPEAKING):
+                self._idle_deadline = None  # the patient is talking
+                if s is not State.LISTENING:
+                    self._set(State.LISTENING, "patient speaking")
+            case ev.SpeechStopped() if s is State.LISTENING:
+                self._set(State.THINKING, "waiting for the answer")
+            case ev.AnswerStarted() if s in (State.LISTENING, State.THINKING):
+                self._idle_deadline = None
+                self._set(State.SPEAKING, "answering")
+            case ev.AnswerFinished() if s in (State.SPEAKING, State.THINKING):
+                self._set(State.LISTENING, "answer finished: speak now")
+                self._arm_idle_timer()
+            case ev.SessionEnded() if s in IN_SESSION:
+                self._end_session(event.reason, close=False)
+            case ev.Fault():
+                self._fault(event)
+            case ev.Recovered():
+                self._recovered(event)
+            case ev.Tick():
+                pass
+            case _:
+                log.debug("ignored %s in %s", type(event).__name__, s)
+
+    def _press(self, event: ev.ButtonPressed) -> None:
+        s = self._state
+        if s is State.IDLE or (s is State.ERROR and not self._persistent):
+            self._start_session(event.source)
+        elif s is State.ERROR:
+            # Still broken: show the error again (cue and LED replay) rather than do nothing.
+            self._set(State.ERROR, "; ".join(self._persistent.values()),
+                      error_kind=next(iter(self._persistent)))
+        elif s in (State.CONNECTING, State.LISTENING):
+            self._end_session("ended by button")
+        else:  # thinking or speaking: interrupt the answer, the patient wants to talk
+            self.conversation.interrupt()
+            self._set(State.LISTENING, "answer interrupted by button")
+            self._arm_idle_timer()
+
+    def _start_session(self, source: str) -> None:
+        self._session_id = uuid.uuid4().hex[:8]
+        self._error_deadline = None
+        self._session_deadline = self.clock() + self.settings.max_session_s
+        self._set(State.CONNECTING, f"pressed ({source})")
+        self.conversation.start(self._session_id)
+
+    def _end_session(self, reason: str, close: bool = True) -> None:
+        if close:
+            self.conversation.end(reason)
+        self._session_deadline = self._idle_deadline = None
+        self._set(State.IDLE, reason)
+        self._session_id = None
+
+    def _fault(self, fault: ev.Fault) -> None:
+        if self._state in IN_SESSION and fault.ends_session:
+            self.conversation.end(f"{fault.kind} error")
+        elif self._state in IN_SESSION:
+            log.warning("%s (session continues)", fault.message,
+                        extra={"error_kind": fault.kind})
+            return
+        if fault.persistent:
+            self._persistent[fault.kind] = fault.message
+        self._session_deadline = self._idle_deadline = None
+        self._error_deadline = (None if self._persistent
+                                else self.clock() + self.settings.error_display_s)
+        self._set(State.ERROR, fault.message, error_kind=fault.kind)
+        self._session_id = None
+
+    def _recovered(self, event: ev.Recovered) -> None:
+        if self._persistent.pop(event.kind, None) is None:
+            return
+        if self._state is State.ERROR and not self._persistent:
+            self._error_deadline = None
+            self._set(State.IDLE, event.message or f"{event.kind} recovered")
+
+    def _arm_idle_timer(self) -> None:
+        self._idle_deadline = self.clock() + self.settings.idle_timeout_s
+
+    def _check_timers(self) -> None:
+        now = self.clock()
+        if self._session_deadline is not None and now >= self._session_deadline:
+            self._end_session(f"session reached its {self.settings.max_session_s:g} s limit")
+        elif self._idle_deadline is not None and now >= self._idle_deadline:
+            self._end_session(f"no speech for {self.settings.idle_timeout_s:g} s")
+        elif self._error_deadline is not None and now >= self._error_deadline:
+            self._error_deadline = None
+            self._set(State.IDLE, "ready")
+
+    def _set(self, new: State, detail: str, error_kind: str | None = None) -> None:
+        change = StateChange(self._state, new, detail, self._session_id, self.clock(),
+                             error_kind)
+        self._state = new
+        for observer in list(self._observers):
+            try:
+                observer.on_state_change(change)
+            except Exception:  # a broken LED must not stop the kiosk from answering
+                log.exception("state observer %s failed", type(observer).__name__)
