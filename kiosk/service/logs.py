@@ -1,0 +1,200 @@
+"""Logging for IT staff: the journal with searchable fields, secrets masked, transcripts off.
+
+`setup_logging()` installs one handler on the root logger:
+
+- the journal (`systemd.journal.JournalHandler`) with fields KIOSK_ID, KIOSK_STATE,
+  SESSION_ID and ERROR_KIND, so `journalctl -u voice-kiosk ERROR_KIND=network` works;
+- or plain stderr (`time level [state] message`) when there is no journald, when
+  `logging.target` is `stderr`, or in `auto` mode when stderr is a terminal.
+
+Every record passes a redaction filter first, and the `kiosk.transcript` logger (what the
+patient and the assistant said: health data) is silenced unless `logging.transcripts`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+from typing import TextIO
+
+from systemd.journal import JournalHandler
+
+from kiosk.settings import KioskSettings, LoggingSettings
+from kiosk.states import State, StateChange
+
+TRANSCRIPT_LOGGER = "kiosk.transcript"
+STATE_LOGGER = "kiosk.state"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+STDERR_FORMAT = "%(asctime)s %(levelname)-7s [%(KIOSK_STATE)s] %(message)s"
+MASK = "***"
+
+# Token shapes first, then key/value pairs, so `"api_key": "sk-..."` is masked either way.
+_SECRET_KEY = r"[\w-]*(?:password|passwd|api[_-]?key|token|secret|authorization)[\w-]*"
+_REDACTIONS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {MASK}"),
+    (re.compile(r"\bek_[A-Za-z0-9_-]{4,}"), f"ek_{MASK}"),
+    (re.compile(r"\bva_k_[A-Za-z0-9_-]{4,}"), f"va_k_{MASK}"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), f"sk-{MASK}"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){0,2}"), f"eyJ{MASK}"),
+    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), rf"\1{MASK}@"),  # user:password@host in URLs
+    (re.compile(rf"(?i)(?P<key>[\"']?{_SECRET_KEY}[\"']?\s*[:=]\s*)"
+                r"(?P<q>[\"'])?(?P<val>(?(q)[^\"']*|[^\s,;&}\])]+))(?(q)(?P=q))"),
+     rf"\g<key>\g<q>{MASK}\g<q>"),
+]
+
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like a credential (API keys, JWTs, bearer tokens...)."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Renders the message once, masks it, and drops the raw arguments and exception object
+    (the journal handler would otherwise send them as CODE_ARGS= / EXCEPTION_INFO=)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the line
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = redact(message), ()
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, redact(value))
+        return True
+
+
+class TranscriptGate(logging.Filter):
+    """Drops `kiosk.transcript` records unless transcripts are enabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__()
+        self.enabled = enabled
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        is_transcript = (record.name == TRANSCRIPT_LOGGER
+                         or record.name.startswith(TRANSCRIPT_LOGGER + "."))
+        return self.enabled or not is_transcript
+
+
+class LogContext(logging.Filter):
+    """Current kiosk id, state and session, stamped on every record as journal fields.
+
+    Also a controller observer: `on_state_change` logs each transition in one line,
+    `state listening (was connecting): session ready`.
+    """
+
+    def __init__(self, kiosk_id: str) -> None:
+        super().__init__()
+        self.kiosk_id = kiosk_id
+        self._lock = threading.Lock()
+        self._state: str = State.IDLE
+        self._session_id: str | None = None
+        self._error_kind: str | None = None
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def session_id(self) -> str | None:
+        return self._session_id
+
+    def fields(self) -> dict[str, str]:
+        with self._lock:
+            fields = {"KIOSK_ID": self.kiosk_id, "KIOSK_STATE": str(self._state)}
+            if self._session_id:
+                fields["SESSION_ID"] = self._session_id
+            if self._error_kind:
+                fields["ERROR_KIND"] = self._error_kind
+        return fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self.fields().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        explicit = getattr(record, "error_kind", None)
+        if explicit:
+            record.ERROR_KIND = str(explicit)
+        return True
+
+    def on_state_change(self, change: StateChange) -> None:
+        with self._lock:
+            self._state = change.new
+            self._session_id = change.session_id
+            self._error_kind = change.error_kind if change.new == State.ERROR else None
+        text = f"state {change.new} (was {change.old})"
+        if change.detail:
+            text += f": {change.detail}"
+        level = logging.WARNING if change.new == State.ERROR else logging.INFO
+        logging.getLogger(STATE_LOGGER).log(level, "%s", text,
+                                            extra={"error_kind": change.error_kind})
+
+
+_MARK = "_voice_kiosk_handler"
+_context: LogContext | None = None
+
+
+def _use_journal(target: str, journal_socket: str, stream: TextIO) -> bool:
+    if target == "stderr" or not os.path.exists(journal_socket):
+        return False
+    if target == "journal":
+        return True
+    # auto: someone running `voice-kiosk run` in a terminal wants to see the output there.
+    return not (hasattr(stream, "isatty") and stream.isatty())
+
+
+def setup_logging(logging_settings: LoggingSettings, kiosk: KioskSettings, *,
+                  stream: TextIO | None = None,
+                  journal_socket: str = JOURNAL_SOCKET) -> LogContext:
+    """Install (or, on reload, replace) the kiosk's log handler; returns the LogContext
+    the daemon registers as a state observer. Safe to call again with new settings."""
+    global _context
+    out = stream if stream is not None else sys.stderr
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+
+    if _context is None:
+        _context = LogContext(kiosk.id)
+    _context.kiosk_id = kiosk.id
+
+    wanted_journal = _use_journal(logging_settings.target, journal_socket, out)
+    handler: logging.Handler
+    if wanted_journal:
+        handler = JournalHandler(SYSLOG_IDENTIFIER="voice-kiosk")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+    # Order matters: context first (so ERROR_KIND extras are read), redaction last.
+    handler.addFilter(TranscriptGate(logging_settings.transcripts))
+    handler.addFilter(_context)
+    handler.addFilter(RedactingFilter())
+    setattr(handler, _MARK, True)
+    root.addHandler(handler)
+    root.setLevel(logging_settings.level.upper())
+    # Belt and braces: a disabled logger creates no records for any other handler either.
+    logging.getLogger(TRANSCRIPT_LOGGER).disabled = not logging_settings.transcripts
+
+    if logging_settings.target == "journal" and not wanted_journal:
+        logging.getLogger(__name__).warning(
+            "logging.target is journal but %s is missing; logging to stderr", journal_socket)
+    return _context
+
