@@ -1,0 +1,129 @@
+"""`voice-kiosk` command line: run, check-config, devices, test-audio, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from kiosk import __version__, config
+
+EPILOG = ("Configuration: --config PATH, else $VOICE_KIOSK_CONFIG, else "
+          "/etc/voice-kiosk/config.yaml. Documentation: README.md.")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH",
+                   help="configuration file (default: $VOICE_KIOSK_CONFIG or "
+                        "/etc/voice-kiosk/config.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voice-kiosk",
+        description="Bedside voice assistant: one button, one status light, sound.",
+        epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"voice-kiosk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run the kiosk daemon in the foreground (as systemd does)",
+                       description="Run the kiosk in the foreground. Signals: SIGTERM/SIGINT "
+                       "stop, SIGHUP reloads the configuration, SIGUSR1 acts like a short "
+                       "button press.", epilog=EPILOG)
+    _add_config(p)
+
+    p = sub.add_parser("check-config", help="check the configuration and print it",
+                       description="Exit 0 and print the effective configuration (secrets "
+                       "masked), or exit 1 and list every problem with file, line and key.",
+                       epilog=EPILOG)
+    _add_config(p)
+
+    p = sub.add_parser("devices", help="list audio inputs and outputs",
+                       description="List the audio devices PortAudio sees: index, name, "
+                       "channels and default rate. Use a name substring in audio.input_device "
+                       "and audio.output_device.")
+
+    p = sub.add_parser("test-audio", help="play a cue, record 3 s and report the level",
+                       description="Play a cue through the speaker, record 3 seconds from the "
+                       "microphone and print the level, the peak and whether it heard silence "
+                       "or clipping. Nothing is stored.", epilog=EPILOG)
+    _add_config(p)
+    p.add_argument("--seconds", type=float, default=3.0, help="recording length (default 3)")
+
+    p = sub.add_parser("demo", help="watch a whole conversation turn against the simulator",
+                       description="Start the built-in simulator on loopback and the real kiosk "
+                       "pipeline with mock GPIO, and show the state live. Enter = short press, "
+                       "l = long press, q = quit.", epilog=EPILOG)
+    _add_config(p)
+    p.add_argument("--virtual-audio", action="store_true",
+                   help="use private PulseAudio virtual devices (automatic when no sound "
+                        "device is found); speaks a sample question and records the answer")
+    p.add_argument("--script", action="store_true",
+                   help="run one scripted session without a keyboard and print the timeline")
+    p.add_argument("--answer-wav", metavar="PATH", default="kiosk-demo-answer.wav",
+                   help="where --virtual-audio writes the recorded answer "
+                        "(default: kiosk-demo-answer.wav)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": _run, "check-config": _check_config, "devices": _devices,
+               "test-audio": _test_audio, "demo": _demo}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args: argparse.Namespace):
+    path = config.resolve_path(getattr(args, "config", None))
+    try:
+        return config.load(path)
+    except config.ConfigError as exc:
+        print(f"voice-kiosk: {len(exc.problems)} problem(s) in the configuration:",
+              file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 1
+    print(f"# {settings.source}: OK")
+    print(config.dump(settings), end="")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kiosk.daemon import run_daemon
+
+    return run_daemon(config.resolve_path(args.config))
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from kiosk.audio.devices import format_device_table
+
+    print(format_device_table())
+    return 0
+
+
+def _test_audio(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 1
+    from kiosk.audio.selftest import run_test_audio
+
+    return run_test_audio(settings.audio, sys.stdout, seconds=args.seconds)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kiosk.demo import run_demo
+
+    return run_demo(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
