@@ -159,6 +159,16 @@ def _use_journal(target: str, journal_socket: str, stream: TextIO) -> bool:
     return not (hasattr(stream, "isatty") and stream.isatty())
 
 
+def teardown_logging() -> None:
+    """Remove the kiosk's handler and forget the context (daemon exit, tests)."""
+    global _context
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    _context = None
+
+
 def setup_logging(logging_settings: LoggingSettings, kiosk: KioskSettings, *,
                   stream: TextIO | None = None,
                   journal_socket: str = JOURNAL_SOCKET) -> LogContext:
@@ -170,7 +180,6 @@ def setup_logging(logging_settings: LoggingSettings, kiosk: KioskSettings, *,
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(old)
         old.close()
-
     if _context is None:
         _context = LogContext(kiosk.id)
     _context.kiosk_id = kiosk.id

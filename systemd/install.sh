@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Install (or remove) voice-kiosk as a systemd service. Safe to run again: a second run
+# leaves the same files, and never overwrites /etc/voice-kiosk/config.yaml or key files.
+#
+#   sudo systemd/install.sh                 # packages, user, venv, config, unit; start
+#   sudo systemd/install.sh --uninstall     # remove it all, keep config, keys and the user
+#   systemd/install.sh --root /tmp/img      # stage into a directory (image building, tests)
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: install.sh [options]
+  --uninstall        remove the service, unit and venv; keep /etc/voice-kiosk and the user
+  --root DIR         install into DIR instead of / (host users, packages, systemd untouched)
+  --source DIR       voice-kiosk checkout to install (default: the one holding this script)
+  --no-packages      do not apt-get install systemd/packages-runtime.txt
+  --packages         install packages even with --root (into the host!)
+  --no-venv          do not create the virtualenv (tests)
+  --venv-from VENV   create the virtualenv offline, reusing VENV's installed dependencies
+  --python PYTHON    interpreter for the virtualenv (default: python3)
+  -h, --help         this text
+EOF
+}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SOURCE=$(cd "$SCRIPT_DIR/.." && pwd)
+ROOT=""
+UNINSTALL=0
+PACKAGES=auto
+VENV=1
+VENV_FROM=""
+PYTHON=python3
+
+while (($#)); do
+    case "$1" in
+        --uninstall) UNINSTALL=1 ;;
+        --root) ROOT=${2:?--root needs a directory}; shift ;;
+        --source) SOURCE=${2:?--source needs a directory}; shift ;;
+        --no-packages) PACKAGES=no ;;
+        --packages) PACKAGES=yes ;;
+        --no-venv) VENV=0 ;;
+        --venv-from) VENV_FROM=${2:?--venv-from needs a virtualenv}; shift ;;
+        --python) PYTHON=${2:?--python needs an interpreter}; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [[ -n $ROOT ]]; then
+    mkdir -p "$ROOT"
+    ROOT=$(cd "$ROOT" && pwd)
+    [[ $ROOT == / ]] && ROOT=""
+fi
+SOURCE=$(cd "$SOURCE" && pwd)
+
+NAME=voice-kiosk
+PREFIX=/opt/voice-kiosk                       # path as seen by the running system
+VENV_DIR=$ROOT$PREFIX/venv                    # path as written by this script
+ETC_DIR=$ROOT/etc/voice-kiosk
+UNIT_DIR=$ROOT/etc/systemd/system
+UNIT=$UNIT_DIR/$NAME.service
+WANTS_LINK=$UNIT_DIR/multi-user.target.wants/$NAME.service
+DROPIN=$UNIT_DIR/$NAME.service.d/credentials.conf
+SYSUSERS=$ROOT/etc/sysusers.d/$NAME.conf
+# Key files the service may use; each present one gets a LoadCredential= line.
+SECRETS=(gateway-api-key gateway-token gateway-password)
+
+say() { printf 'install.sh: %s\n' "$*"; }
+
+# systemd manages this machine (sd_booted(3)); never true with --root.
+systemd_running() { [[ -z $ROOT && -d /run/systemd/system ]]; }
+
+# Numeric id of a group in the target tree's /etc/group (empty if absent).
+group_id() { awk -F: -v g="$1" '$1 == g { print $3 }' "$ROOT/etc/group" 2>/dev/null || true; }
+
+install_packages() {
+    if [[ $PACKAGES == no || ($PACKAGES == auto && -n $ROOT) ]]; then
+        say "skipping system packages (--no-packages or --root)"
+        return
+    fi
+    local -a pkgs
+    mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' \
+        "$SOURCE/systemd/packages-runtime.txt")
+    say "installing packages: ${pkgs[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+}
+
+create_user() {
+    # A sysusers.d entry is the systemd way to declare a system user; systemd-sysusers
+    # applies it to the tree it is pointed at (the host, or --root's own /etc/passwd).
+    mkdir -p "$(dirname "$SYSUSERS")"
+    cat >"$SYSUSERS.tmp" <<'EOF'
+# voice-kiosk service account (installed by voice-kiosk's install.sh)
+u voice-kiosk - "voice-kiosk daemon" /var/lib/voice-kiosk
+g gpio -
+m voice-kiosk audio
+m voice-kiosk gpio
+EOF
+    chmod 0644 "$SYSUSERS.tmp"
+    mv -f "$SYSUSERS.tmp" "$SYSUSERS"
+    if command -v systemd-sysusers >/dev/null; then
+        systemd-sysusers ${ROOT:+--root="$ROOT"} "$SYSUSERS"
+    elif [[ -z $ROOT ]]; then
+        getent group gpio >/dev/null || groupadd --system gpio
+        getent passwd "$NAME" >/dev/null || useradd --system --user-group \
+            --home-dir /var/lib/voice-kiosk --no-create-home --shell /usr/sbin/nologin "$NAME"
+        usermod -a -G audio,gpio "$NAME"
+    else
+        say "note: no systemd-sysusers; user $NAME will be created on first boot from $SYSUSERS"
+    fi
+}
+
+install_venv() {
+    if ((VENV == 0)); then
+        say "skipping the virtualenv (--no-venv)"
+        return
+    fi
+    if [[ -n $VENV_FROM ]]; then
+        # The new venv sees VENV_FROM's packages (and its pip) through a .pth file, so only the
+        # kiosk itself is built (pip still fetches its build backend, setuptools, if not cached).
+        local site
+        site=$("$VENV_FROM/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+        [[ -x $VENV_DIR/bin/python ]] || "$PYTHON" -m venv --without-pip "$VENV_DIR"
+        local own
+        own=$("$VENV_DIR/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+        printf '%s\n' "$site" >"$own/voice_kiosk_deps.pth"
+        "$VENV_DIR/bin/python" -m pip install --quiet --no-deps --no-compile \
+            --disable-pip-version-check "$SOURCE"
+    else
+        [[ -x $VENV_DIR/bin/python ]] || "$PYTHON" -m venv "$VENV_DIR"
+        "$VENV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check "$SOURCE"
+    fi
+    if [[ -n $ROOT ]]; then
+        # Scripts name their interpreter by absolute path: make it the installed system's.
+        grep -rlF --null "$VENV_DIR" "$VENV_DIR/bin" | xargs -0r sed -i "s|$VENV_DIR|$PREFIX/venv|g"
+    fi
+    say "installed $("$VENV_DIR/bin/python" -c 'import kiosk; print("voice-kiosk", kiosk.__version__)') into $PREFIX/venv"
+}
+
+install_config() {
+    local gid
+    gid=$(group_id "$NAME")
+    mkdir -p "$ETC_DIR"
+    chmod 0750 "$ETC_DIR"
+    [[ -n $gid ]] && chown "0:$gid" "$ETC_DIR"
+    if [[ -e $ETC_DIR/config.yaml ]]; then
+        say "keeping existing /etc/voice-kiosk/config.yaml"
+    elif [[ -f $SOURCE/config/voice-kiosk.yaml ]]; then
+        install -m 0640 "$SOURCE/config/voice-kiosk.yaml" "$ETC_DIR/config.yaml"
+        say "installed example config /etc/voice-kiosk/config.yaml: edit kiosk.id and gateway"
+    else
+        say "warning: no config/voice-kiosk.yaml in $SOURCE; write /etc/voice-kiosk/config.yaml"
+    fi
+    if [[ -f $ETC_DIR/config.yaml ]]; then
+        chmod 0640 "$ETC_DIR/config.yaml"
+        [[ -n $gid ]] && chown "0:$gid" "$ETC_DIR/config.yaml"
+    fi
+}
+
+install_secrets() {
+    # Keys stay root-only; systemd hands the service a copy (LoadCredential=).
+    local name lines=""
+    for name in "${SECRETS[@]}"; do
+        [[ -f $ETC_DIR/$name ]] || continue
+        chown 0:0 "$ETC_DIR/$name"
+        chmod 0600 "$ETC_DIR/$name"
+        lines+="LoadCredential=$name:/etc/voice-kiosk/$name"$'\n'
+    done
+    if [[ -n $lines ]]; then
+        mkdir -p "$(dirname "$DROPIN")"
+        printf '# Written by install.sh for the key files present in /etc/voice-kiosk.\n[Service]\n%s' \
+            "$lines" >"$DROPIN.tmp"
+        chmod 0644 "$DROPIN.tmp"
+        mv -f "$DROPIN.tmp" "$DROPIN"
+        say "credentials: $(grep -c '^LoadCredential=' "$DROPIN") key file(s) passed via LoadCredential="
+    else
+        rm -f "$DROPIN"
+        rmdir "$(dirname "$DROPIN")" 2>/dev/null || true
+        say "no key file yet. For a gateway API key, as root:"
+        say "  install -m 0600 /dev/null /etc/voice-kiosk/gateway-api-key"
+        say "  printf '%s' 'va_k_...' > /etc/voice-kiosk/gateway-api-key   # then run install.sh again"
+        say "  and in config.yaml: api_key_file: \${CREDENTIALS_DIRECTORY}/gateway-api-key"
+    fi
+}
+
+install_unit() {
+    mkdir -p "$UNIT_DIR" "$(dirname "$WANTS_LINK")"
+    install -m 0644 "$SOURCE/systemd/$NAME.service" "$UNIT"
+    if systemd_running; then
+        systemctl daemon-reload
+        systemctl enable "$NAME.service"
+        systemctl restart "$NAME.service"
+        say "started: systemctl status $NAME"
+    else
+        ln -sfn "/etc/systemd/system/$NAME.service" "$WANTS_LINK"
+        say "enabled (multi-user.target.wants); systemd is not running here, so not started"
+    fi
+    local textfile_dir=$ROOT/var/lib/prometheus/node-exporter
+    if [[ -d $textfile_dir ]]; then
+        say "metrics: to let the service write there: setfacl -m u:$NAME:rwx /var/lib/prometheus/node-exporter"
+    fi
+}
+
+uninstall() {
+    if systemd_running; then
+        systemctl disable --now "$NAME.service" 2>/dev/null || true
+    fi
+    rm -f "$UNIT" "$WANTS_LINK" "$DROPIN" "$SYSUSERS"
+    rmdir "$(dirname "$DROPIN")" "$(dirname "$WANTS_LINK")" 2>/dev/null || true
+    rm -rf "$ROOT$PREFIX"
+    if systemd_running; then
+        systemctl daemon-reload
+    fi
+    say "removed service, unit and $PREFIX"
+    say "kept /etc/voice-kiosk (config and keys), /var/lib/voice-kiosk and user $NAME"
+    say "(delete them by hand if the kiosk is retired: userdel $NAME; rm -r /etc/voice-kiosk)"
+}
+
+if ((UNINSTALL)); then
+    uninstall
+    exit 0
+fi
+install_packages
+create_user
+install_venv
+install_config
+install_secrets
+install_unit
+say "done"
