@@ -1,0 +1,112 @@
+"""Metrics textfile, parsed the way Prometheus parses it."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from kiosk.service.metrics import Metrics
+from kiosk.settings import MetricsSettings
+from kiosk.states import State, StateChange
+
+
+def samples(path: Path) -> dict[tuple[str, tuple], float]:
+    found = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for s in family.samples:
+            labels = tuple(sorted((k, v) for k, v in s.labels.items() if k != "kiosk"))
+            found[(s.name, labels)] = s.value
+    return found
+
+
+def play(metrics: Metrics, *steps: tuple[State, float, str | None], session: str = "s-1"):
+    old = State.IDLE
+    for new, at, kind in steps:
+        metrics.on_state_change(StateChange(old, new, "", session, at, kind))
+        old = new
+
+
+def test_a_session_in_numbers(tmp_path: Path):
+    path = tmp_path / "voice-kiosk.prom"
+    metrics = Metrics(MetricsSettings(textfile=str(path)), "bed12")
+    metrics.count_press()
+    play(metrics,
+         (State.CONNECTING, 10.0, None), (State.LISTENING, 10.4, None),
+         (State.THINKING, 12.0, None), (State.SPEAKING, 12.9, None),
+         (State.LISTENING, 15.0, None), (State.THINKING, 16.0, None),
+         (State.SPEAKING, 16.5, None), (State.IDLE, 20.0, None))
+    metrics.count_press()
+    play(metrics, (State.CONNECTING, 30.0, None), (State.ERROR, 31.0, "network"),
+         (State.IDLE, 35.0, None), session="s-2")
+    metrics.count_reconnect()
+    metrics.set_audio_counters(overruns=3, underruns=5)
+    assert metrics.write()
+
+    got = samples(path)
+    assert got[("voice_kiosk_sessions_total", ())] == 2
+    assert got[("voice_kiosk_button_presses_total", ())] == 2
+    assert got[("voice_kiosk_reconnects_total", ())] == 1
+    assert got[("voice_kiosk_audio_overruns_total", ())] == 3
+    assert got[("voice_kiosk_audio_underruns_total", ())] == 5
+    assert got[("voice_kiosk_errors_total", (("kind", "network"),))] == 1
+    assert got[("voice_kiosk_errors_total", (("kind", "auth"),))] == 0
+    assert math.isclose(got[("voice_kiosk_press_to_listening_last_seconds", ())], 0.4)
+    assert math.isclose(got[("voice_kiosk_answer_latency_last_seconds", ())], 0.5)
+    assert math.isclose(got[("voice_kiosk_answer_latency_p95_seconds", ())], 0.9)
+    assert got[("voice_kiosk_state", (("state", "idle"),))] == 1
+    assert got[("voice_kiosk_state", (("state", "error"),))] == 0
+    assert got[("voice_kiosk_uptime_seconds", ())] >= 0
+    assert got[("voice_kiosk_info", (("version", __import__("kiosk").__version__),))] == 1
+
+
+def test_a_reconnect_is_not_a_new_session(tmp_path: Path):
+    path = tmp_path / "m.prom"
+    metrics = Metrics(MetricsSettings(textfile=str(path)), "k")
+    play(metrics, (State.CONNECTING, 1.0, None), (State.LISTENING, 1.5, None),
+         (State.CONNECTING, 5.0, None), (State.LISTENING, 5.2, None))
+    metrics.close()
+    got = samples(path)
+    assert got[("voice_kiosk_sessions_total", ())] == 1
+    assert math.isclose(got[("voice_kiosk_press_to_listening_last_seconds", ())], 0.5)
+
+
+def test_latencies_are_nan_before_the_first_sample(tmp_path: Path):
+    path = tmp_path / "m.prom"
+    Metrics(MetricsSettings(textfile=str(path)), "k").close()
+    assert math.isnan(samples(path)[("voice_kiosk_answer_latency_p95_seconds", ())])
+
+
+def test_rewritten_periodically_and_atomically(tmp_path: Path):
+    path = tmp_path / "m.prom"
+    metrics = Metrics(MetricsSettings(textfile=str(path), interval_s=0.05), "k")
+    metrics.start()
+    try:
+        first = samples(path)[("voice_kiosk_uptime_seconds", ())]  # written at start()
+        metrics.count_press()
+        deadline = time.monotonic() + 5
+        while samples(path)[("voice_kiosk_button_presses_total", ())] != 1:
+            assert time.monotonic() < deadline, "metrics file not rewritten within 5 s"
+            time.sleep(0.02)
+        assert samples(path)[("voice_kiosk_uptime_seconds", ())] > first
+    finally:
+        metrics.close()
+    assert os.listdir(tmp_path) == ["m.prom"]  # no temporary files left behind
+
+
+def test_disabled_without_textfile(tmp_path: Path):
+    metrics = Metrics(MetricsSettings(textfile=None), "k")
+    metrics.start()
+    metrics.count_press()
+    assert metrics.write() is False
+    metrics.close()
+    assert metrics._thread is None
+
+
+def test_unwritable_directory_is_reported_not_raised(tmp_path: Path):
+    metrics = Metrics(MetricsSettings(textfile=str(tmp_path / "missing" / "m.prom")), "k")
+    assert metrics.write() is False
+    metrics.close()
