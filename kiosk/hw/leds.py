@@ -61,6 +61,9 @@ class _Driver:
 
     device: LED | PWMLED | RGBLED | None = None
 
+    def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
+        """The ``none`` kind claims no pins."""
+
     def off(self) -> None:
         """Dark, and any gpiozero blink thread stopped."""
 
