@@ -67,4 +67,5 @@ def test_the_contract_with_the_daemon():
     assert sorted(d["DeviceAllow"]) == ["/dev/gpiomem rw", "char-alsa rw", "char-gpiochip rw"]
     assert d["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
     assert d["ReadWritePaths"] == ["-/var/lib/prometheus/node-exporter"]
+    assert d["UMask"] == ["0022"]  # node_exporter, another user, reads the metrics file
     assert "PrivateDevices" not in d and "PrivateUsers" not in d  # would hide /dev/snd
