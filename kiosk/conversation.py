@@ -1,0 +1,415 @@
+"""RealtimeConversation: one patient session, from button press to the end.
+
+start() arms the microphone at once and connects in a worker thread (gateway grant, then the
+realtime WebSocket), so words spoken while connecting wait in the capture ring and are sent, in
+order, as soon as the session is configured. The worker then streams frame_ms appends, and
+reconnects (fresh grant, same conversation) when the link drops. Server events arrive on the
+realtime client's reader thread; playback events on the audio thread. All of them only post
+events to the controller, touch the audio ports, or update the turn bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from kiosk.events import (
+    AnswerFinished,
+    AnswerStarted,
+    Event,
+    Fault,
+    SessionEnded,
+    SessionReady,
+    SpeechStarted,
+    SpeechStopped,
+)
+from kiosk.ports import AudioPort
+from kiosk.session import protocol as p
+from kiosk.session.backoff import Backoff
+from kiosk.session.errors import GatewayError
+from kiosk.session.gateway import GatewayClient, SessionGrant
+from kiosk.session.realtime import RealtimeClient, RealtimeError, RealtimeHandler
+from kiosk.session.turns import AnswerTracker, SessionStats
+from kiosk.settings import Settings
+
+log = logging.getLogger("kiosk.conversation")
+transcript_log = logging.getLogger("kiosk.transcript")
+
+BACKLOG_CHUNK_MS = 200  # backlog appends: bigger than frame_ms, to catch up fast
+END_JOIN_S = 0.3
+
+# Gateway error kinds -> the controller's fault kinds.
+_FAULT_KIND = {"rate_limited": "unavailable", "malformed": "protocol"}
+
+
+class _Stop(Exception):
+    """The session was ended while the worker was busy."""
+
+
+class _Run:
+    """State of one session (one start() ... end()); callbacks from stale runs are ignored."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.stop = threading.Event()
+        self.client: RealtimeClient | None = None
+        self.tracker = AnswerTracker()
+        self.stats = SessionStats(session_id=session_id)
+        self.pressed_at = time.monotonic()
+        self.expired = False
+        self.last_error: tuple[str, str] | None = None  # (code, message) of the last error event
+        self.close_info: tuple[int | None, str] = (None, "")
+        self.pending: bytes = b""  # an append the link refused: resent after reconnect
+        self.worker: threading.Thread | None = None
+
+
+class RealtimeConversation:
+    """kiosk.ports.Conversation over the gateway and the realtime service."""
+
+    def __init__(self, settings: Settings, audio: AudioPort, post: Callable[[Event], None],
+                 gateway: GatewayClient | None = None) -> None:
+        self.settings = settings
+        self.audio = audio
+        self.post = post
+        self.gateway = gateway or GatewayClient(settings.gateway, settings.realtime)
+        self._run: _Run | None = None
+        self._lock = threading.Lock()
+        self.stats = SessionStats()  # the current (or last) session's counters
+        self.sessions = 0
+
+    # -- Conversation protocol ---------------------------------------------------------------
+
+    def start(self, session_id: str) -> None:
+        """Arm capture now, connect in the background. Never blocks."""
+        with self._lock:
+            old = self._run
+        if old is not None and not old.stop.is_set():
+            log.warning("session %s still open when %s started; ending it", old.session_id,
+                        session_id)
+            self.end("replaced")
+        run = _Run(session_id)
+        capture = self.audio.capture
+        capture.arm()
+        self._update_gate()
+        self.audio.playback.set_listener(lambda kind, item: self._on_playback(run, kind, item))
+        with self._lock:
+            self._run = run
+            self.stats = run.stats
+            self.sessions += 1
+        run.worker = threading.Thread(target=self._work, args=(run,), daemon=True,
+                                      name=f"conversation-{session_id}")
+        run.worker.start()
+
+    def interrupt(self) -> None:
+        """Button barge-in: stop the answer now; the service is told what was heard."""
+        run = self._run
+        if run is None or run.stop.is_set():
+            return
+        self._barge_in(run, by_button=True)
+
+    def end(self, reason: str) -> None:
+        """Close the session. Idempotent; returns within a second."""
+        with self._lock:
+            run = self._run
+        if run is None or run.stop.is_set():
+            return
+        run.stop.set()
+        run.stats.ended_by = run.stats.ended_by or reason
+        self.audio.playback.set_listener(None)
+        if self.audio.playback.busy:
+            self.audio.playback.flush()
+        self.audio.capture.disarm()
+        client = run.client
+        if client is not None:
+            client.close(timeout_s=0.4)
+        if run.worker is not None and run.worker is not threading.current_thread():
+            run.worker.join(END_JOIN_S)
+        log.info("session %s ended (%s)", run.session_id, reason)
+
+    # -- worker: connect, stream, reconnect --------------------------------------------------
+
+    def _work(self, run: _Run) -> None:
+        try:
+            client = self._connect_first(run)
+            run.stats.press_to_ready_s = time.monotonic() - run.pressed_at
+            log.info("session %s ready in %.2f s", run.session_id, run.stats.press_to_ready_s)
+            self._post(run, SessionReady())
+            while True:
+                self._stream(run, client)
+                if run.stop.is_set():
+                    return
+                outcome = self._after_close(run)
+                if outcome is not None:
+                    self._finish(run, outcome)
+                    return
+                client = self._reconnect(run)
+                self._post(run, SessionReady())
+        except _Stop:
+            return
+        except _Failure as failure:
+            self._finish(run, Fault(failure.kind, failure.message))
+        except Exception as exc:  # a bug must still end the session visibly, not hang it
+            log.exception("session %s failed unexpectedly", run.session_id)
+            self._finish(run, Fault("internal", f"internal error ({type(exc).__name__}); "
+                                                "see the log and report it"))
+        finally:
+            if run.client is not None and run.stop.is_set():
+                run.client.close(timeout_s=0.2)
+
+    def _connect_first(self, run: _Run) -> RealtimeClient:
+        last: Exception | None = None
+        for _attempt in range(2):  # a second try only when the grant expired on the way
+            grant = self._grant(run)
+            try:
+                return self._open(run, grant)
+            except RealtimeError as exc:
+                if exc.kind != "auth" or last is not None:
+                    raise _Failure(exc.kind if exc.kind != "session_expired" else "network",
+                                   exc.message) from None
+                last = exc
+        raise AssertionError("unreachable")
+
+    def _grant(self, run: _Run) -> SessionGrant:
+        for _attempt in range(2):
+            try:
+                grant = self.gateway.create_session(self.gateway.conversation_id)
+            except GatewayError as exc:
+                run.stats.gateway_failures += 1
+                raise _Failure(_FAULT_KIND.get(exc.kind, exc.kind), exc.message) from None
+            self._check_stop(run)
+            if not grant.expired():
+                return grant
+            log.info("session grant expired before use; fetching a fresh one")
+        raise _Failure("unavailable", "the gateway hands out session tokens that have already "
+                                      "expired; check the clocks of the kiosk and the gateway")
+
+    def _open(self, run: _Run, grant: SessionGrant) -> RealtimeClient:
+        client = RealtimeClient(grant, self.settings.realtime, _Handler(self, run))
+        run.client = client
+        client.connect()
+        if run.stop.is_set():
+            client.close(timeout_s=0.2)
+            raise _Stop
+        return client
+
+    def _check_stop(self, run: _Run) -> None:
+        if run.stop.is_set():
+            raise _Stop
+
+    def _stream(self, run: _Run, client: RealtimeClient) -> None:
+        """Send captured audio until the link closes or the session ends."""
+        capture = self.audio.capture
+        frame_s = self.settings.audio.frame_ms / 1000.0
+        if run.pending and client.append_audio(run.pending):
+            run.stats.audio_sent_ms += p.pcm_ms(len(run.pending))
+            run.pending = b""
+        live = False
+        while not run.stop.is_set() and not client.closed.is_set():
+            self._update_gate()
+            frame = capture.read_frame(frame_s)
+            if frame is None:
+                live = True
+                continue
+            parts = [frame.pcm]
+            if not live:
+                # Catching up on the backlog from the connect: bigger appends, same order.
+                limit = BACKLOG_CHUNK_MS // self.settings.audio.frame_ms
+                while len(parts) < limit:
+                    more = capture.read_frame(0)
+                    if more is None:
+                        live = True
+                        break
+                    parts.append(more.pcm)
+            pcm = np.concatenate(parts).astype("<i2").tobytes()
+            if not client.append_audio(pcm):
+                run.pending = pcm  # keep it: no lost words across a reconnect
+                break
+            ms = p.pcm_ms(len(pcm))
+            run.stats.audio_sent_ms += ms
+            if not live:
+                run.stats.backlog_ms += ms
+        client.closed.wait(1.0 if not run.stop.is_set() else 0)
+
+    def _after_close(self, run: _Run) -> Event | None:
+        """What a closed link means: an event that ends the session, or None to reconnect."""
+        code, reason = run.close_info
+        if run.expired or code == p.CLOSE_SESSION_EXPIRED:
+            log.info("session %s reached the realtime service's time limit; press again for a "
+                     "new session", run.session_id)
+            return SessionEnded("session_expired")
+        if code == p.CLOSE_BAD_REQUEST:
+            said = f" ({run.last_error[0]}: {run.last_error[1]})" if run.last_error else ""
+            return Fault("protocol", f"realtime service rejected the kiosk's requests (close "
+                                     f"4000){said}; update voice-kiosk or check realtime.url")
+        if code == p.CLOSE_NORMAL:
+            log.info("session %s closed by the realtime service", run.session_id)
+            return SessionEnded("closed by the service")
+        log.warning("session %s: realtime link lost (%s%s); reconnecting", run.session_id,
+                    f"close {code}: " if code else "", reason or "no reason given")
+        return None
+
+    def _reconnect(self, run: _Run) -> RealtimeClient:
+        lost_at = time.monotonic()
+        give_up_s = self.settings.realtime.reconnect_give_up_s
+        g = self.settings.gateway
+        backoff = Backoff(min(g.retry_initial_s, 1.0), max(g.retry_max_s, 1.0))
+        playing = run.tracker.connection_lost()
+        if playing is not None:
+            self.audio.playback.end_item(playing)  # let what arrived play out
+        last = "no attempt made"
+        while True:
+            self._check_stop(run)
+            delay = 0.0
+            try:
+                grant = self.gateway.create_session(self.gateway.conversation_id)
+                self._check_stop(run)
+                client = self._open(run, grant)
+                run.stats.reconnects += 1
+                log.info("session %s reconnected (attempt %d, conversation continues)",
+                         run.session_id, backoff.attempts + 1)
+                return client
+            except GatewayError as exc:
+                run.stats.gateway_failures += 1
+                last, delay = exc.message, self.gateway.retry_delay(exc)
+            except RealtimeError as exc:
+                last, delay = exc.message, backoff.next_delay()
+            if time.monotonic() + delay - lost_at > give_up_s:
+                raise _Failure("network", f"realtime link lost and not restored within "
+                                          f"{give_up_s:g} s (last error: {last}); check the "
+                                          "network and the gateway")
+            log.info("reconnect failed (%s); next try in %.1f s", last, delay)
+            if run.stop.wait(delay):
+                raise _Stop
+
+    def _finish(self, run: _Run, event: Event) -> None:
+        """The session ended by itself: report once, release the microphone."""
+        if run.stop.is_set():
+            return
+        if isinstance(event, Fault):
+            log.error("session %s failed: %s", run.session_id, event.message)
+            run.stats.ended_by = f"fault:{event.kind}"
+        else:
+            run.stats.ended_by = getattr(event, "reason", "ended")
+        run.stop.set()
+        self.audio.capture.disarm()
+        if run.client is not None:
+            run.stats.dropped_messages += run.client.dropped_messages
+            run.client.close(timeout_s=0.2)
+        self._post(run, event)
+
+    def _post(self, run: _Run, event: Event) -> None:
+        if self._run is run:
+            self.post(event)
+
+    # -- audio side --------------------------------------------------------------------------
+
+    def _update_gate(self) -> None:
+        if self.settings.audio.echo_mode == "gate":
+            self.audio.capture.set_gate(self.audio.playback.busy)
+
+    def _on_playback(self, run: _Run, kind: str, item_id: str) -> None:
+        """From the audio thread: must not block."""
+        if run.stop.is_set():
+            return
+        if kind == "started":
+            latency = run.tracker.answer_started()
+            if latency is not None:
+                run.stats.answer_start_latencies_s.append(latency)
+            self._post(run, AnswerStarted(item_id))
+        elif kind in ("drained", "flushed"):
+            run.tracker.finished_playing(item_id)
+            self._post(run, AnswerFinished(item_id))
+
+    def _barge_in(self, run: _Run, by_button: bool) -> None:
+        item, response, received_ms = run.tracker.begin_barge_in()
+        client = run.client
+        if item is not None:
+            played_ms = self.audio.playback.flush()
+            end_ms = max(0, min(played_ms, received_ms))
+            run.stats.barge_ins += 1
+            log.info("barge-in by %s: answer stopped after %d ms",
+                     "button" if by_button else "voice", end_ms)
+            if client is not None:
+                client.truncate(item, end_ms)
+        # The server cancels by itself on voice barge-in when interrupt_response is on.
+        if response is not None and client is not None and (
+                by_button or not self.settings.realtime.interrupt_response):
+            with run.tracker.lock:
+                active = run.tracker.active_response == response
+            if active:
+                client.cancel_response(response)
+
+
+class _Failure(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class _Handler(RealtimeHandler):
+    """Server events of one run's connection -> controller events and audio actions."""
+
+    def __init__(self, conv: RealtimeConversation, run: _Run) -> None:
+        self.conv = conv
+        self.run = run
+
+    def on_speech_started(self, item_id: str, audio_start_ms: int) -> None:
+        self.conv._post(self.run, SpeechStarted())
+        if self.run.tracker.playing_item is not None:
+            self.conv._barge_in(self.run, by_button=False)
+
+    def on_speech_stopped(self, item_id: str, audio_end_ms: int) -> None:
+        self.run.tracker.speech_stopped()
+        self.run.stats.turns += 1
+        self.conv._post(self.run, SpeechStopped())
+
+    def on_response_created(self, response_id: str) -> None:
+        self.run.tracker.response_created(response_id)
+
+    def on_audio_delta(self, response_id: str, item_id: str, pcm: bytes) -> None:
+        play, latency = self.run.tracker.accept_audio(response_id, item_id, len(pcm))
+        if not play:
+            self.run.stats.dropped_deltas += 1
+            return
+        if latency is not None:
+            self.run.stats.answer_latencies_s.append(latency)
+        self.run.stats.answer_audio_ms += p.pcm_ms(len(pcm))
+        if self.conv.settings.audio.echo_mode == "gate":
+            self.conv.audio.capture.set_gate(True)  # before the first sample can echo back
+        self.conv.audio.playback.write(item_id, pcm)
+
+    def on_audio_done(self, response_id: str, item_id: str) -> None:
+        if not self.run.tracker.is_dropped(response_id):
+            self.conv.audio.playback.end_item(item_id)
+
+    def on_response_done(self, response_id: str, status: str) -> None:
+        silent = self.run.tracker.response_done(response_id)
+        if silent and not self.run.stop.is_set():
+            self.conv._post(self.run, AnswerFinished(None))  # nothing will play: no drain
+
+    def on_transcript(self, role: str, item_id: str, text: str) -> None:
+        if self.conv.settings.logging.transcripts:
+            transcript_log.info("%s: %s", "patient" if role == "user" else "assistant", text)
+
+    def on_error(self, code: str, message: str, action: str) -> None:
+        self.run.last_error = (code, message)
+        if action == "ignore":
+            log.debug("realtime service: %s (harmless)", code)
+        elif action == "end":
+            self.run.expired = True
+        elif action == "auth":
+            log.error("realtime service refused the session token (%s); the gateway's grant "
+                      "was not accepted", code)
+        elif action == "protocol":
+            log.error("realtime service rejected the protocol (%s: %s)", code, message)
+        else:
+            log.warning("realtime service reported an error (%s: %s); session continues",
+                        code, message)
+
+    def on_closed(self, code: int | None, reason: str) -> None:
+        self.run.close_info = (code, reason)

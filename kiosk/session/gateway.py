@@ -1,0 +1,206 @@
+"""Client of the hospital's voice gateway: POST /api/voice/realtime-session -> SessionGrant.
+
+The gateway hands out a short-lived grant for the realtime service (an ephemeral token, or in
+its early form an API key). This module authenticates (see credentials.py), sends the kiosk's
+voice preferences, keeps the conversation id so a reconnect restores context, classifies every
+failure as a GatewayError and says how long to wait before trying again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiosk.session.backoff import Backoff
+from kiosk.session.credentials import Credential, LoginCredential, credential_from_settings
+from kiosk.session.errors import GatewayError
+from kiosk.session.http import post_json, ssl_context
+from kiosk.settings import GatewaySettings, RealtimeSettings
+
+__all__ = ["GatewayClient", "GatewayError", "SessionGrant"]
+
+log = logging.getLogger("kiosk.session.gateway")
+
+SESSION_PATH = "/api/voice/realtime-session"
+
+
+@dataclass(frozen=True)
+class SessionGrant:
+    """What the realtime connection needs. `token` is a secret: it is left out of repr."""
+
+    url: str
+    model: str
+    token: str = field(repr=False)
+    expires_at: float  # unix seconds; the grant must be re-fetched after this
+    session_id: str
+    conversation_id: str | None
+    voice_config: dict[str, Any]
+    token_kind: str = "ephemeral_token"  # or "api_key" (the gateway's early response form)
+
+    def expired(self, now: float | None = None, margin_s: float = 2.0) -> bool:
+        """True when the grant is (about to be) past expires_at."""
+        return (time.time() if now is None else now) >= self.expires_at - margin_s
+
+
+def parse_grant(answer: dict[str, Any], realtime: RealtimeSettings,
+                now: float | None = None) -> SessionGrant:
+    """Accept both response forms: early {api_key} and current {auth: {token}}."""
+    auth = answer.get("auth")
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str) and auth["token"]:
+        token, kind = auth["token"], str(auth.get("type") or "ephemeral_token")
+        expires = auth.get("expires_at", answer.get("expires_at"))
+    elif isinstance(answer.get("api_key"), str) and answer["api_key"]:
+        token, kind, expires = answer["api_key"], "api_key", answer.get("expires_at")
+    else:
+        raise GatewayError("malformed", "gateway session answer has neither auth.token nor "
+                                        "api_key; the gateway version may be unsupported")
+    url = realtime.url or answer.get("url")
+    model = realtime.model or answer.get("model")
+    if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+        raise GatewayError("malformed", "gateway session answer has no usable ws(s):// url; "
+                                        "set realtime.url or fix the gateway")
+    if not isinstance(model, str) or not model:
+        raise GatewayError("malformed", "gateway session answer names no model; set "
+                                        "realtime.model")
+    if not isinstance(expires, (int, float)) or isinstance(expires, bool):
+        # Missing expiry: assume the documented minute-long ephemeral token.
+        expires = (time.time() if now is None else now) + 60.0
+    voice_config = answer.get("voice_config")
+    if voice_config is not None and not isinstance(voice_config, dict):
+        raise GatewayError("malformed", "gateway session answer has a voice_config that is not "
+                                        "an object")
+    conversation_id = answer.get("conversation_id")
+    return SessionGrant(
+        url=url, model=model, token=token, expires_at=float(expires),
+        session_id=str(answer.get("session_id") or ""),
+        conversation_id=conversation_id if isinstance(conversation_id, str) else None,
+        voice_config=dict(voice_config or {}), token_kind=kind)
+
+
+class GatewayClient:
+    """Fetches realtime session grants from the gateway.
+
+    Thread-safe. After a failure, `retry_delay(error)` says how long to wait: exponential
+    backoff with jitter for outages, the server's Retry-After for 429, and `auth_retry_s` for a
+    rejected credential (until the credential file changes, further calls fail fast without
+    bothering the gateway, so a wrong key cannot lock the account).
+    """
+
+    def __init__(self, gateway: GatewaySettings, realtime: RealtimeSettings, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.gateway = gateway
+        self.realtime = realtime
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ctx = None
+        self._credential: Credential | None = None
+        self._backoff = Backoff(gateway.retry_initial_s, max(gateway.retry_max_s,
+                                                             gateway.retry_initial_s))
+        self._auth_hold: tuple[float, tuple[Any, ...], GatewayError] | None = None
+        self._rate_hold: tuple[float, GatewayError] | None = None
+        self.conversation_id: str | None = gateway.conversation_id
+        self.last_grant: SessionGrant | None = None
+        self.requests = 0
+        self.failures = 0
+
+    # -- public ------------------------------------------------------------------------------
+
+    def create_session(self, conversation_id: str | None = None) -> SessionGrant:
+        """POST the session request and return the grant; raises GatewayError."""
+        with self._lock:
+            try:
+                grant = self._create(conversation_id)
+            except GatewayError as exc:
+                self.failures += 1
+                if exc.kind == "auth" and self._credential is not None:
+                    self._auth_hold = (self._clock() + self.gateway.auth_retry_s,
+                                       self._credential.fingerprint(), exc)
+                elif exc.kind == "rate_limited" and exc.retry_after_s:
+                    self._rate_hold = (self._clock() + exc.retry_after_s, exc)
+                raise
+            self._backoff.reset()
+            self._auth_hold = self._rate_hold = None
+            self.last_grant = grant
+            if grant.conversation_id:
+                self.conversation_id = grant.conversation_id
+            return grant
+
+    def retry_delay(self, error: GatewayError) -> float:
+        """Seconds to wait before the next create_session after `error`."""
+        if error.kind == "auth":
+            return self.gateway.auth_retry_s
+        delay = self._backoff.next_delay()
+        if error.kind == "rate_limited" and error.retry_after_s is not None:
+            return max(delay, error.retry_after_s)
+        return delay
+
+    def reset_backoff(self) -> None:
+        self._backoff.reset()
+
+    @property
+    def credential(self) -> Credential:
+        """The configured credential (raises GatewayError("config") when there is none)."""
+        if self._credential is None:
+            self._credential = credential_from_settings(self.gateway, self._post)
+        return self._credential
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _create(self, conversation_id: str | None) -> SessionGrant:
+        if not self.gateway.url:
+            raise GatewayError("config", "gateway.url is empty; set it to the VoiceAssist "
+                                         "gateway (or leave it empty only for the simulator)")
+        credential = self.credential
+        hold = self._auth_hold
+        if hold is not None and self._clock() < hold[0] and credential.fingerprint() == hold[1]:
+            raise GatewayError("auth", hold[2].message + " (not retried until the credential "
+                                                         "file changes or "
+                                                         f"{self.gateway.auth_retry_s:g} s pass)")
+        rate = self._rate_hold
+        if rate is not None and self._clock() < rate[0]:
+            # Honour Retry-After even when the patient presses again.
+            raise GatewayError("rate_limited", rate[1].message,
+                               retry_after_s=rate[0] - self._clock())
+        body = self._request_body(conversation_id)
+        for attempt in (1, 2):
+            headers = credential.headers()
+            try:
+                answer = self._post(SESSION_PATH, body, headers, credential.describe())
+                break
+            except GatewayError as exc:
+                # A login token may be revoked server-side: one fresh login before giving up.
+                if (exc.kind != "auth" or attempt == 2
+                        or not isinstance(credential, LoginCredential)):
+                    raise
+                credential.rejected()
+        self.requests += 1
+        grant = parse_grant(answer, self.realtime, now=time.time())
+        log.info("gateway granted realtime session %s (model %s, %s, expires in %.0f s)",
+                 grant.session_id or "?", grant.model, grant.token_kind,
+                 grant.expires_at - time.time())
+        return grant
+
+    def _request_body(self, conversation_id: str | None) -> dict[str, Any]:
+        g = self.gateway
+        body: dict[str, Any] = {}
+        conv = conversation_id or self.conversation_id
+        if conv:
+            body["conversation_id"] = conv
+        for name in ("voice", "language", "vad_sensitivity", "silence_duration_ms",
+                     "adaptive_vad"):
+            value = getattr(g, name)
+            if value is not None:
+                body[name] = value
+        return body
+
+    def _post(self, path: str, body: dict[str, Any], headers: dict[str, str],
+              credential: str) -> dict[str, Any]:
+        if self._ctx is None:
+            self._ctx = ssl_context(self.gateway.verify_tls, self.gateway.ca_file)
+        url = self.gateway.url.rstrip("/") + path
+        return post_json(url, body, headers, timeout_s=self.gateway.timeout_s, ctx=self._ctx,
+                         credential=credential)

@@ -1,0 +1,210 @@
+"""The realtime service's wire vocabulary, in one place: GA and beta event names, the
+session.update built from the gateway's beta-shaped voice_config, client event builders,
+error codes and close codes, and the checks every incoming message must pass.
+
+Used by the kiosk's client (realtime.py) and by the simulator (kiosk.sim), so both sides speak
+from the same table.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import logging
+from typing import Any
+
+from kiosk.settings import RealtimeSettings
+
+log = logging.getLogger("kiosk.session.protocol")
+
+SAMPLE_RATE_HZ = 24000
+
+# Beta server event names -> GA names. The simulator's beta mode uses the reverse.
+BETA_TO_GA: dict[str, str] = {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+    "response.text.delta": "response.output_text.delta",
+    "response.text.done": "response.output_text.done",
+    "conversation.item.created": "conversation.item.added",
+}
+GA_TO_BETA: dict[str, str] = {ga: beta for beta, ga in BETA_TO_GA.items()}
+
+REALTIME_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
+                   "marin", "cedar")
+
+# Beta `*_audio_format` values -> GA format objects.
+FORMATS: dict[str, dict[str, Any]] = {
+    "pcm16": {"type": "audio/pcm", "rate": SAMPLE_RATE_HZ},
+    "g711_ulaw": {"type": "audio/pcmu"},
+    "g711_alaw": {"type": "audio/pcma"},
+}
+
+# What the kiosk does with each `error.code` (anything else: log a warning, keep going).
+ERROR_ACTIONS: dict[str, str] = {
+    "session_expired": "end",  # the 60-minute cap; a close 1001 follows
+    "response_cancel_not_active": "ignore",  # our cancel raced the server's own; harmless
+    "input_audio_buffer_commit_empty": "ignore",
+    "conversation_already_has_active_response": "ignore",
+    "invalid_api_key": "auth",  # a close 3000 follows
+    "beta_api_shape_disabled": "protocol",  # a close 4000 follows
+    "invalid_value": "warn",
+    "unknown_parameter": "warn",
+}
+
+# WebSocket close codes the service uses.
+CLOSE_NORMAL = 1000
+CLOSE_SESSION_EXPIRED = 1001
+CLOSE_AUTH = 3000
+CLOSE_BAD_REQUEST = 4000
+CLOSE_MEANINGS: dict[int, str] = {
+    CLOSE_NORMAL: "closed normally",
+    CLOSE_SESSION_EXPIRED: "session expired (the service's time cap)",
+    CLOSE_AUTH: "authentication failed (bad or expired session token)",
+    CLOSE_BAD_REQUEST: "request shape rejected (beta protocol or bad session config)",
+}
+
+
+class ProtocolViolation(ValueError):
+    """An incoming message that breaks the protocol: logged and dropped, never fatal."""
+
+
+def ga_type(event_type: str) -> str:
+    """The GA name of a server event type (beta names are translated, GA names kept)."""
+    return BETA_TO_GA.get(event_type, event_type)
+
+
+def parse_message(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
+    """Decode one text message into an event dict with a string `type`."""
+    if isinstance(raw, bytes):
+        raise ProtocolViolation(f"binary frame of {len(raw)} bytes (the protocol is JSON text)")
+    if len(raw) > max_bytes:
+        # A str's length in characters is a lower bound of its UTF-8 size.
+        raise ProtocolViolation(f"message of {len(raw) // 1024} KiB exceeds "
+                                f"realtime.max_message_kib ({max_bytes // 1024} KiB)")
+    try:
+        event = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolViolation(f"message is not JSON ({exc.msg} at {exc.pos})") from None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise ProtocolViolation("message is not an event object with a type")
+    return event
+
+
+def decode_pcm16(b64: Any) -> bytes:
+    """Base64 PCM16 from an audio delta; rejects bad base64 and odd byte counts."""
+    if not isinstance(b64, str):
+        raise ProtocolViolation("audio delta is not a string")
+    try:
+        pcm = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolViolation("audio delta is not valid base64") from None
+    if len(pcm) % 2:
+        raise ProtocolViolation(f"audio delta has an odd byte count ({len(pcm)}); PCM16 "
+                                "needs whole samples")
+    return pcm
+
+
+def encode_pcm16(pcm: bytes) -> str:
+    return base64.b64encode(pcm).decode("ascii")
+
+
+def pcm_ms(nbytes: int) -> int:
+    """Milliseconds of 24 kHz PCM16 mono in `nbytes` (rounded down)."""
+    return nbytes * 1000 // (SAMPLE_RATE_HZ * 2)
+
+
+# -- client events -----------------------------------------------------------------------------
+
+_ids = itertools.count(1)
+
+
+def _event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "event_id": f"evt_kiosk_{next(_ids)}", **fields}
+
+
+def append_audio(pcm: bytes) -> dict[str, Any]:
+    return _event("input_audio_buffer.append", audio=encode_pcm16(pcm))
+
+
+def truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> dict[str, Any]:
+    return _event("conversation.item.truncate", item_id=item_id, content_index=content_index,
+                  audio_end_ms=max(0, int(audio_end_ms)))
+
+
+def response_cancel(response_id: str | None = None) -> dict[str, Any]:
+    return _event("response.cancel", **({"response_id": response_id} if response_id else {}))
+
+
+def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings) -> dict[str, Any]:
+    """GA session.update from the gateway's flat beta voice_config plus the kiosk's overrides."""
+    vc = voice_config or {}
+    audio_in: dict[str, Any] = {"format": dict(FORMATS["pcm16"])}
+    fmt = vc.get("input_audio_format")
+    if fmt not in (None, "pcm16"):
+        # The kiosk's audio path is PCM16 at 24 kHz; G.711 would need a codec we don't carry.
+        log.info("gateway asked for %s input audio; the kiosk sends pcm16 at 24 kHz", fmt)
+    transcription = vc.get("input_audio_transcription")
+    if isinstance(transcription, dict) and transcription.get("model"):
+        tr: dict[str, Any] = {"model": transcription["model"]}
+        language = transcription.get("language") or vc.get("language")
+        if isinstance(language, str) and language:
+            tr["language"] = language
+        for key in ("prompt",):
+            if isinstance(transcription.get(key), str):
+                tr[key] = transcription[key]
+        audio_in["transcription"] = tr
+    audio_in["turn_detection"] = _turn_detection(vc.get("turn_detection"), realtime)
+    noise = vc.get("input_audio_noise_reduction")
+    if isinstance(noise, dict) and noise.get("type") in ("near_field", "far_field"):
+        audio_in["noise_reduction"] = {"type": noise["type"]}
+
+    audio_out: dict[str, Any] = {"format": dict(FORMATS["pcm16"])}
+    voice = realtime.voice or vc.get("voice")
+    if voice in REALTIME_VOICES:
+        audio_out["voice"] = voice
+    elif voice:
+        log.warning("voice %r from the gateway is not a realtime voice; using the service's "
+                    "default (set realtime.voice to choose one)", voice)
+    session: dict[str, Any] = {"type": "realtime", "output_modalities": ["audio"],
+                               "audio": {"input": audio_in, "output": audio_out}}
+    if realtime.model:
+        session["model"] = realtime.model
+    instructions = realtime.instructions or vc.get("instructions")
+    if instructions:
+        session["instructions"] = instructions
+    return _event("session.update", session=session)
+
+
+_TD_KEYS = {
+    "server_vad": ("threshold", "prefix_padding_ms", "silence_duration_ms", "create_response",
+                   "idle_timeout_ms"),
+    "semantic_vad": ("eagerness", "create_response"),
+}
+
+
+def _turn_detection(td: Any, realtime: RealtimeSettings) -> dict[str, Any]:
+    td = td if isinstance(td, dict) else {}
+    kind = td.get("type") if td.get("type") in _TD_KEYS else "server_vad"
+    out: dict[str, Any] = {"type": kind}
+    for key in _TD_KEYS[kind]:
+        if td.get(key) is not None:
+            out[key] = td[key]
+    out.setdefault("create_response", True)
+    out["interrupt_response"] = realtime.interrupt_response
+    return out
+
+
+def error_summary(event: dict[str, Any]) -> tuple[str, str]:
+    """(code, message) of an `error` event, tolerant of missing fields."""
+    err = event.get("error") if isinstance(event.get("error"), dict) else {}
+    code = err.get("code") or err.get("type") or "unknown"
+    message = err.get("message") or ""
+    return str(code), str(message)[:300]
+
+
+def dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))

@@ -1,0 +1,124 @@
+"""Bookkeeping of one session's turns: which answer item is playing, how much of it arrived,
+which responses were barged in on (their late deltas are dropped), and the counters and
+latencies a session leaves behind for metrics. No I/O, no threads of its own; thread-safe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from kiosk.session.protocol import pcm_ms
+
+
+@dataclass
+class SessionStats:
+    """Counters and latencies of one session (read them after end() or while it runs)."""
+
+    session_id: str = ""
+    reconnects: int = 0
+    press_to_ready_s: float | None = None
+    """Button press (start()) to the realtime session being configured."""
+    answer_latencies_s: list[float] = field(default_factory=list)
+    """Server's speech_stopped to the first answer audio received, per turn."""
+    answer_start_latencies_s: list[float] = field(default_factory=list)
+    """Server's speech_stopped to the answer's first sample reaching the speaker, per turn."""
+    turns: int = 0
+    barge_ins: int = 0
+    audio_sent_ms: int = 0
+    backlog_ms: int = 0
+    """Audio captured before the session was ready and sent once it was (no lost words)."""
+    answer_audio_ms: int = 0
+    dropped_deltas: int = 0
+    dropped_messages: int = 0
+    gateway_failures: int = 0
+    ended_by: str = ""
+
+
+class AnswerTracker:
+    """What the kiosk knows about the assistant's audio in the current session."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received_bytes: dict[str, int] = {}  # item id -> answer audio bytes received
+        self.item_response: dict[str, str] = {}
+        self.dropped: set[str] = set()  # response ids whose further audio is ignored
+        self.active_response: str | None = None  # response.created and not yet done
+        self.responses_with_audio: set[str] = set()
+        self.playing_item: str | None = None  # written to playback, not yet drained/flushed
+        self.speech_stopped_at: float | None = None
+        self.first_audio_pending = False
+        self.start_pending = False
+
+    def response_created(self, response_id: str) -> None:
+        with self.lock:
+            self.active_response = response_id
+
+    def accept_audio(self, response_id: str, item_id: str,
+                     nbytes: int) -> tuple[bool, float | None]:
+        """Record a delta; returns (play it?, answer latency if this is the turn's first)."""
+        with self.lock:
+            if response_id in self.dropped:
+                return False, None
+            self.received_bytes[item_id] = self.received_bytes.get(item_id, 0) + nbytes
+            self.item_response[item_id] = response_id
+            self.responses_with_audio.add(response_id)
+            self.playing_item = item_id
+            latency = None
+            if self.first_audio_pending and self.speech_stopped_at is not None:
+                latency = time.monotonic() - self.speech_stopped_at
+                self.first_audio_pending = False
+            return True, latency
+
+    def speech_stopped(self) -> None:
+        with self.lock:
+            self.speech_stopped_at = time.monotonic()
+            self.first_audio_pending = True
+            self.start_pending = True
+
+    def answer_started(self) -> float | None:
+        """The speaker began an answer: latency from the end of speech, once per turn."""
+        with self.lock:
+            if self.start_pending and self.speech_stopped_at is not None:
+                self.start_pending = False
+                return time.monotonic() - self.speech_stopped_at
+            return None
+
+    def finished_playing(self, item_id: str) -> None:
+        with self.lock:
+            if self.playing_item == item_id:
+                self.playing_item = None
+
+    def response_done(self, response_id: str) -> bool:
+        """Returns True when the response produced no audio (so no playback event follows)."""
+        with self.lock:
+            if self.active_response == response_id:
+                self.active_response = None
+            return response_id not in self.responses_with_audio
+
+    def is_dropped(self, response_id: str) -> bool:
+        with self.lock:
+            return response_id in self.dropped
+
+    def begin_barge_in(self) -> tuple[str | None, str | None, int]:
+        """Stop tracking the playing answer: (item_id, response_id, ms received) of what was
+        playing; the response is marked dropped. (None, active response, 0) if nothing was."""
+        with self.lock:
+            item = self.playing_item
+            if item is None:
+                response = self.active_response
+                if response is not None:
+                    self.dropped.add(response)
+                return None, response, 0
+            response = self.item_response.get(item)
+            if response is not None:
+                self.dropped.add(response)
+            self.playing_item = None
+            return item, response, pcm_ms(self.received_bytes.get(item, 0))
+
+    def connection_lost(self) -> str | None:
+        """A reconnect starts a new service session: its responses will never finish. Returns
+        the item still playing (to be played out), if any."""
+        with self.lock:
+            self.active_response = None
+            return self.playing_item
