@@ -22,6 +22,7 @@ way (a `GPIOThread` whose loop waits on its `stopping` event).
 
 from __future__ import annotations
 
+import re
 import threading
 from itertools import cycle
 
@@ -41,13 +42,10 @@ DOUBLE_BLINK_PAUSE_BLINKS = 3
 
 def parse_color(text: str) -> Color:
     """``"#ffbf00"`` -> ``(1.0, 0.749..., 0.0)``; raises ValueError naming the bad value."""
-    digits = text[1:] if text.startswith("#") else ""
-    try:
-        if len(digits) != 6:
-            raise ValueError
-        return tuple(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
-    except ValueError:
-        raise ValueError(f"LED colour {text!r} is not of the form #rrggbb") from None
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+        raise ValueError(f"LED colour {text!r} is not of the form #rrggbb")
+    red, green, blue = (int(text[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return (red, green, blue)
 
 
 def double_blink_steps(pattern: LedPattern) -> list[tuple[bool, float]]:
