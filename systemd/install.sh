@@ -53,6 +53,10 @@ if [[ -n $ROOT ]]; then
     [[ $ROOT == / ]] && ROOT=""
 fi
 SOURCE=$(cd "$SOURCE" && pwd)
+if [[ -z $ROOT && $EUID -ne 0 ]]; then
+    echo "install.sh: run as root (sudo), or stage into a directory with --root DIR" >&2
+    exit 1
+fi
 
 NAME=voice-kiosk
 PREFIX=/opt/voice-kiosk                       # path as seen by the running system
@@ -70,6 +74,16 @@ say() { printf 'install.sh: %s\n' "$*"; }
 
 # systemd manages this machine (sd_booted(3)); never true with --root.
 systemd_running() { [[ -z $ROOT && -d /run/systemd/system ]]; }
+
+# chown, except when staging into --root as an ordinary user (then modes only).
+own() {
+    if ((EUID == 0)); then
+        chown "$@"
+    elif [[ -z ${OWN_NOTED:-} ]]; then
+        OWN_NOTED=1
+        say "note: not root, so file owners are left as they are (modes are set)"
+    fi
+}
 
 # Numeric id of a group in the target tree's /etc/group (empty if absent).
 group_id() { awk -F: -v g="$1" '$1 == g { print $3 }' "$ROOT/etc/group" 2>/dev/null || true; }
@@ -143,7 +157,7 @@ install_config() {
     gid=$(group_id "$NAME")
     mkdir -p "$ETC_DIR"
     chmod 0750 "$ETC_DIR"
-    [[ -n $gid ]] && chown "0:$gid" "$ETC_DIR"
+    if [[ -n $gid ]]; then own "0:$gid" "$ETC_DIR"; fi
     if [[ -e $ETC_DIR/config.yaml ]]; then
         say "keeping existing /etc/voice-kiosk/config.yaml"
     elif [[ -f $SOURCE/config/voice-kiosk.yaml ]]; then
@@ -154,7 +168,7 @@ install_config() {
     fi
     if [[ -f $ETC_DIR/config.yaml ]]; then
         chmod 0640 "$ETC_DIR/config.yaml"
-        [[ -n $gid ]] && chown "0:$gid" "$ETC_DIR/config.yaml"
+        if [[ -n $gid ]]; then own "0:$gid" "$ETC_DIR/config.yaml"; fi
     fi
 }
 
@@ -163,7 +177,7 @@ install_secrets() {
     local name lines=""
     for name in "${SECRETS[@]}"; do
         [[ -f $ETC_DIR/$name ]] || continue
-        chown 0:0 "$ETC_DIR/$name"
+        own 0:0 "$ETC_DIR/$name"
         chmod 0600 "$ETC_DIR/$name"
         lines+="LoadCredential=$name:/etc/voice-kiosk/$name"$'\n'
     done
