@@ -1,0 +1,293 @@
+"""The microphone path: PortAudio callback -> ring -> resample -> 24 kHz mono frames.
+
+The input stream stays open for the whole life of the daemon, so a button press is heard
+from its first syllable (opening a USB/PulseAudio stream can take 60-300 ms). Until `arm()`
+the callback only updates the level meter and throws the audio away; nothing is ever written
+to disk.
+
+Inside the callback (PortAudio's thread) the work is: downmix to mono, input gain, level
+meter, and a copy into a preallocated ring, all into preallocated numpy buffers. Resampling
+to 24 kHz happens on the reader's side in `read_frame`, so the callback stays short and
+allocation-free.
+
+Example::
+
+    cap = Capture(AudioSettings(frame_ms=20))
+    cap.open(pa, find_device(pa, "USB", "input"))
+    cap.arm()
+    frame = cap.read_frame(timeout_s=1.0)   # Frame(pcm=int16[480], captured_at=...)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pyaudio
+
+from kiosk.audio.devices import AudioDeviceError, DeviceInfo, choose_format, quiet_stderr
+from kiosk.audio.resample import CAPTURE_QUALITY, StreamResampler, downmix_into
+from kiosk.audio.ringbuffer import RingBuffer
+from kiosk.ports import SAMPLE_RATE_HZ, Frame
+from kiosk.settings import AudioSettings
+
+_STAMPS = 64  # callback time stamps remembered (>1 s of blocks) to date each frame
+
+
+def dbfs(value: float) -> float:
+    """An int16 amplitude as dB relative to full scale (floor -120 dB)."""
+    return 20.0 * math.log10(value / 32768.0) if value > 0 else -120.0
+
+
+class _Pipeline:
+    """Everything that depends on the device format, swapped as one object on reopen."""
+
+    def __init__(self, settings: AudioSettings, rate_hz: int, channels: int,
+                 quality: str) -> None:
+        self.rate_hz = rate_hz
+        self.channels = channels
+        self.block = max(1, rate_hz * settings.frame_ms // 1000)
+        self.frame_samples = SAMPLE_RATE_HZ * settings.frame_ms // 1000
+        self.ring = RingBuffer(int(settings.capture_buffer_s * rate_hz), mode="capture")
+        self.resampler = StreamResampler(rate_hz, SAMPLE_RATE_HZ, quality=quality)
+        self.gain = 10.0 ** (settings.input_gain_db / 20.0)
+        # Callback scratch: sized for 4 blocks in case the host delivers bigger buffers.
+        big = self.block * 4
+        self.mono = np.zeros(big, np.int16)
+        self.i32 = np.zeros(big, np.int32)
+        self.f32 = np.zeros(big, np.float32)
+        # Reader side.
+        self.chunk = np.zeros(self.block, np.int16)
+        self.acc = np.zeros(self.frame_samples * 4 + self.block * 4, np.int16)
+        self.acc_len = 0
+        self.stamp_pos = np.zeros(_STAMPS, np.int64)
+        self.stamp_time = np.zeros(_STAMPS, np.float64)
+        self.stamp_count = 0
+
+
+class Capture:
+    """Microphone capture implementing `kiosk.ports.CapturePort`.
+
+    `settings.frame_ms` sets the frame length, `input_gain_db` the gain and
+    `capture_buffer_s` how much audio is kept while the link to the server is slow (the
+    oldest is dropped beyond that, counted in `dropped_samples`).
+    """
+
+    def __init__(self, settings: AudioSettings, quality: str = CAPTURE_QUALITY) -> None:
+        self._settings = settings
+        self._quality = quality
+        self._pipe: _Pipeline | None = None
+        self._stream: pyaudio.Stream | None = None
+        self._ready = threading.Event()
+        self._armed = False
+        self._gate_closed = False
+        self.device_name: str | None = None
+        self.last_callback_at = 0.0
+        """time.monotonic() of the latest callback (the engine's health check reads it)."""
+        self.callbacks = 0
+        self.device_overflows = 0
+        """Callbacks where PortAudio reported lost input (the host could not keep up)."""
+        self.callback_errors = 0
+        self._rms = 0.0
+        self._peak = 0.0
+
+    # -- device side -------------------------------------------------------------------
+
+    def prepare(self, device_rate_hz: int, channels: int = 1) -> None:
+        """Set up buffers for a device format without opening a stream (tests, bench)."""
+        self._pipe = _Pipeline(self._settings, device_rate_hz, channels, self._quality)
+
+    def open(self, pa: pyaudio.PyAudio, device: DeviceInfo, channels: int | None = None) -> None:
+        """Open and start the input stream on `device` (24 kHz if it can, else resampled).
+
+        `channels` forces a channel count (2 exercises the downmix); None picks mono when the
+        device offers it. Raises `AudioDeviceError` when the device cannot be opened.
+        """
+        self.close()
+        rate, ch = choose_format(pa, device, "input", channels)
+        self.prepare(rate, ch)
+        assert self._pipe is not None
+        self.last_callback_at = time.monotonic()  # grace period until the first callback
+        try:
+            with quiet_stderr():
+                self._stream = pa.open(format=pyaudio.paInt16, channels=ch, rate=rate,
+                                       input=True, input_device_index=device.index,
+                                       frames_per_buffer=self._pipe.block,
+                                       stream_callback=self.callback)
+        except OSError as exc:
+            raise AudioDeviceError(
+                f"could not open microphone {device.name!r} ({ch} ch at {rate} Hz): {exc}. "
+                "Is it in use by another program or just unplugged?") from None
+        self.device_name = device.name
+
+    def close(self) -> None:
+        """Close the stream (abort, never drain: a stalled device must not hang us)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                with quiet_stderr():
+                    stream.close()
+            except OSError:
+                pass  # the device is already gone; nothing left to release
+
+    @property
+    def is_open(self) -> bool:
+        return self._stream is not None
+
+    def stream_active(self) -> bool:
+        """PortAudio still runs the stream (False after a host error ended it)."""
+        stream = self._stream
+        try:
+            return stream is not None and stream.is_active()
+        except OSError:
+            return False
+
+    @property
+    def device_rate_hz(self) -> int | None:
+        return self._pipe.rate_hz if self._pipe else None
+
+    @property
+    def channels(self) -> int | None:
+        return self._pipe.channels if self._pipe else None
+
+    def callback(self, in_data: bytes | None, frame_count: int, time_info: dict,
+                 status: int) -> tuple[None, int]:
+        """PortAudio's input callback: meter, gain, and keep the audio when armed."""
+        now = time.monotonic()
+        self.last_callback_at = now
+        self.callbacks += 1
+        if status:
+            self.device_overflows += 1
+        p = self._pipe
+        if p is None or not in_data:
+            return None, pyaudio.paContinue
+        try:
+            self._keep(p, in_data, now)
+        except Exception:  # PyAudio would raise it in the main thread; lose this block only
+            self.callback_errors += 1
+        return None, pyaudio.paContinue
+
+    def _keep(self, p: _Pipeline, in_data: bytes, now: float) -> None:
+        raw = np.frombuffer(in_data, dtype=np.int16)
+        n = len(raw) // p.channels
+        if n > len(p.f32):
+            n = len(p.f32)  # a host handing us a giant buffer: keep what fits
+        if p.channels == 1:
+            mono = raw[:n]
+        else:
+            mono = downmix_into(raw[:n * p.channels], p.channels, p.mono, p.i32)
+        f = p.f32[:n]
+        np.copyto(f, mono, casting="unsafe")
+        if p.gain != 1.0:
+            np.multiply(f, p.gain, out=f)
+            np.clip(f, -32768.0, 32767.0, out=f)
+            mono = p.mono[:n]
+            np.copyto(mono, f, casting="unsafe")
+        self._peak = float(max(f.max(), -f.min())) if n else 0.0
+        self._rms = math.sqrt(float(np.dot(f, f)) / n) if n else 0.0
+        if self._armed and not self._gate_closed:
+            p.ring.write(mono)
+            i = p.stamp_count % _STAMPS
+            p.stamp_pos[i] = p.ring.total_written
+            p.stamp_time[i] = now
+            p.stamp_count += 1
+            self._ready.set()
+
+    # -- CapturePort ---------------------------------------------------------------------
+
+    def arm(self) -> None:
+        """Start keeping microphone audio; older audio and counters are cleared first."""
+        self._armed = False
+        p = self._pipe
+        if p is not None:
+            p.ring.clear()
+            p.ring.reset_counters()
+            p.resampler.reset()
+            p.acc_len = 0
+        self._ready.clear()
+        self._armed = True
+
+    def disarm(self) -> None:
+        """Stop keeping audio and drop the backlog (session over)."""
+        self._armed = False
+        p = self._pipe
+        if p is not None:
+            p.ring.clear()
+            p.acc_len = 0
+
+    @property
+    def armed(self) -> bool:
+        return self._armed
+
+    def set_gate(self, closed: bool) -> None:
+        """Echo gate: while closed, captured audio is discarded in the callback."""
+        self._gate_closed = bool(closed)
+
+    @property
+    def gate_closed(self) -> bool:
+        return self._gate_closed
+
+    @property
+    def dropped_samples(self) -> int:
+        """Oldest device samples dropped since `arm()` because the backlog was full."""
+        return self._pipe.ring.dropped_samples if self._pipe else 0
+
+    @property
+    def level_dbfs(self) -> tuple[float, float]:
+        """(RMS, peak) of the latest callback block in dBFS, after gain."""
+        return dbfs(self._rms), dbfs(self._peak)
+
+    def read_frame(self, timeout_s: float) -> Frame | None:
+        """Next `frame_ms` of 24 kHz mono audio, or None after `timeout_s` with too little."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            p = self._pipe
+            if p is not None:
+                frame = self._take_frame(p)
+                if frame is not None:
+                    return frame
+                if p.ring.available:
+                    continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._ready.wait(remaining)
+            self._ready.clear()
+
+    def _take_frame(self, p: _Pipeline) -> Frame | None:
+        """Resample whatever is queued into the accumulator; cut one frame if complete."""
+        fs = p.frame_samples
+        while p.acc_len < fs:
+            n = p.ring.read_into(p.chunk)
+            if n == 0:
+                return None
+            out = p.resampler.process(p.chunk[:n])
+            m = len(out)
+            if p.acc_len + m > len(p.acc):  # cannot happen with sane blocks; never overflow
+                p.acc = np.concatenate([p.acc, np.zeros(m, np.int16)])
+            p.acc[p.acc_len:p.acc_len + m] = out
+            p.acc_len += m
+        pcm = p.acc[:fs].copy()
+        rest = p.acc_len - fs
+        p.acc[:rest] = p.acc[fs:p.acc_len]
+        p.acc_len = rest
+        # The frame's last sample is `rest` samples plus the filter delay older than the
+        # newest input consumed; date that input from the callback stamps.
+        behind_s = (rest + p.resampler.delay_out_samples) / SAMPLE_RATE_HZ
+        return Frame(pcm=pcm, captured_at=self._input_time(p, p.ring.total_read) - behind_s)
+
+    @staticmethod
+    def _input_time(p: _Pipeline, pos: int) -> float:
+        """monotonic() at which input sample position `pos` reached the callback."""
+        count = min(p.stamp_count, _STAMPS)
+        if count == 0:
+            return time.monotonic()
+        pos_arr = p.stamp_pos[:count]
+        later = pos_arr >= pos
+        if later.any():
+            idx = int(np.argmin(np.where(later, pos_arr, np.iinfo(np.int64).max)))
+        else:
+            idx = int(np.argmax(pos_arr))
+        return float(p.stamp_time[idx]) - (int(p.stamp_pos[idx]) - pos) / p.rate_hz

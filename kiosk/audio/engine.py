@@ -1,0 +1,181 @@
+"""AudioEngine: owns PortAudio, the microphone, the speaker and the cues, and keeps them up.
+
+`start()` opens both devices at once. If one is missing, the engine reports
+``("lost", message)`` to its listener -- the message names the device and lists the ones that
+exist -- and a supervisor thread retries every ``device_retry_s``, re-initialising PortAudio
+each time (PortAudio only scans for devices when it starts, so this is how a replugged USB
+device is found). When both devices open again it reports ``("ready", message)``.
+
+The same supervisor watches running streams: when PortAudio stops a stream, or its callbacks
+stop arriving (an unplugged device, a stalled sound server), it reports ``"lost"``, closes
+everything and goes back to retrying. `capture`, `playback` and `cues` stay the same objects
+throughout, so the conversation never needs new references.
+
+Example::
+
+    engine = AudioEngine(settings.audio, listener=lambda kind, msg: post(kind, msg))
+    engine.start()
+    ...
+    engine.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pyaudio
+
+from kiosk.audio.capture import Capture
+from kiosk.audio.cues import CuePlayer
+from kiosk.audio.devices import AudioDeviceError, find_device, open_portaudio
+from kiosk.audio.playback import Playback
+from kiosk.settings import AudioSettings
+
+log = logging.getLogger(__name__)
+
+EngineListener = Callable[[str, str], None]
+
+
+class AudioEngine:
+    """The kiosk's audio: implements `kiosk.ports.AudioPort`.
+
+    `listener(kind, message)` receives ``"lost"`` and ``"ready"``; it is called from the
+    engine's threads and must not block (post to the controller and return).
+    """
+
+    def __init__(self, settings: AudioSettings,
+                 listener: EngineListener | None = None) -> None:
+        self.settings = settings
+        self.capture = Capture(settings)
+        self.playback = Playback(settings)
+        self.cues = CuePlayer(self.playback, settings)
+        self._listener = listener
+        self._pa: pyaudio.PyAudio | None = None
+        self._lock = threading.Lock()  # open/close of devices
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ready = False
+        self._lost_reported = False
+        self.last_error: str | None = None
+        # A callback gap longer than this means the device stopped delivering.
+        self.stall_s = max(0.5, 10 * settings.frame_ms / 1000)
+
+    # -- AudioPort -----------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """Both streams open, running, and their callbacks seen within `stall_s`."""
+        now = time.monotonic()
+        return (self._ready
+                and self.capture.stream_active() and self.playback.stream_active()
+                and now - self.capture.last_callback_at < self.stall_s
+                and now - self.playback.last_callback_at < self.stall_s)
+
+    @property
+    def ready(self) -> bool:
+        """True while both devices are open (False while waiting for a device to return)."""
+        return self._ready
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Open both devices now; True on success. Keeps retrying in the background if not."""
+        ok = self._try_open()
+        if not ok:
+            self._report_lost(self.last_error or "audio devices unavailable")
+        self._thread = threading.Thread(target=self._supervise, name="audio-supervisor",
+                                        daemon=True)
+        self._thread.start()
+        return ok
+
+    def stop(self) -> None:
+        """Close the streams, stop the cue ticker and every engine thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.cues.close()
+        with self._lock:
+            self._close_all()
+        self.playback.shutdown()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        poll_s = min(0.1, self.stall_s / 4)
+        next_retry = time.monotonic() + self.settings.device_retry_s
+        while not self._stop.wait(poll_s):
+            if self._ready:
+                problem = self._health_problem()
+                if problem:
+                    with self._lock:
+                        self._close_all()
+                    self._report_lost(problem)
+                    next_retry = time.monotonic() + self.settings.device_retry_s
+            elif time.monotonic() >= next_retry:
+                if self._try_open():
+                    self._lost_reported = False
+                    self._notify("ready", self._describe())
+                next_retry = time.monotonic() + self.settings.device_retry_s
+
+    def _health_problem(self) -> str | None:
+        now = time.monotonic()
+        for what, port, setting in (("microphone", self.capture, self.settings.input_device),
+                                    ("speaker", self.playback, self.settings.output_device)):
+            name = port.device_name or setting
+            if not port.stream_active():
+                return (f"{what} {name!r} stopped (PortAudio ended the stream): unplugged? "
+                        f"Retrying every {self.settings.device_retry_s:g} s.")
+            gap = now - port.last_callback_at
+            if gap > self.stall_s:
+                return (f"{what} {name!r} stopped delivering audio ({gap:.1f} s without a "
+                        f"callback): unplugged or the sound server stalled? Retrying every "
+                        f"{self.settings.device_retry_s:g} s.")
+        return None
+
+    def _try_open(self) -> bool:
+        with self._lock:
+            self._close_all()
+            try:
+                self._pa = open_portaudio()
+                mic = find_device(self._pa, self.settings.input_device, "input")
+                spk = find_device(self._pa, self.settings.output_device, "output")
+                self.capture.open(self._pa, mic)
+                self.playback.open(self._pa, spk)
+            except AudioDeviceError as exc:
+                self.last_error = str(exc)
+                self._close_all()
+                return False
+            self._ready = True
+            self.last_error = None
+        log.info("audio ready: %s", self._describe())
+        return True
+
+    def _close_all(self) -> None:
+        self._ready = False
+        self.capture.close()
+        self.playback.close()
+        if self._pa is not None:
+            pa, self._pa = self._pa, None
+            pa.terminate()
+
+    def _describe(self) -> str:
+        c, p = self.capture, self.playback
+        return (f"microphone {c.device_name!r} at {c.device_rate_hz} Hz x{c.channels}, "
+                f"speaker {p.device_name!r} at {p.device_rate_hz} Hz x{p.channels}")
+
+    def _report_lost(self, message: str) -> None:
+        if not self._lost_reported:  # one report per outage, not one per retry
+            log.error("audio device problem: %s", message)
+            self._lost_reported = True
+            self._notify("lost", message)
+
+    def _notify(self, kind: str, message: str) -> None:
+        if self._listener is None:
+            return
+        try:
+            self._listener(kind, message)
+        except Exception:
+            log.exception("audio engine listener failed on %s", kind)

@@ -1,0 +1,408 @@
+"""The speaker path: answer audio -> jitter ring -> PortAudio callback, with cues mixed in.
+
+Answer audio arrives from the network in bursts (often faster than real time). `write()`
+resamples it to the device rate if needed, fades its first 5 ms in, holds its last 5 ms back
+(so `end_item` can fade it out, and `flush` never leaves a click), and queues it in a ring of
+`playback_buffer_s`. The callback starts an item once `prebuffer_ms` is queued or the item is
+complete, plays silence on underruns (counted), applies the volume, mixes a cue on top, and
+records per item how many samples really went to the device.
+
+Item events go to the listener through a `Notifier` thread: ``("started", item_id)`` when the
+item's first sample is handed to the device, ``("drained", item_id)`` when it has played out
+after `end_item`, ``("flushed", item_id)`` after `flush`.
+
+Example::
+
+    out = Playback(AudioSettings(volume=80))
+    out.open(pa, find_device(pa, "USB", "output"))
+    out.write("item_1", pcm_bytes); out.end_item("item_1")
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyaudio
+
+from kiosk.audio.devices import AudioDeviceError, DeviceInfo, choose_format, quiet_stderr
+from kiosk.audio.notifier import Listener, Notifier
+from kiosk.audio.resample import StreamResampler
+from kiosk.audio.ringbuffer import RingBuffer
+from kiosk.ports import SAMPLE_RATE_HZ
+from kiosk.settings import AudioSettings
+
+FADE_MS = 5
+_BLOCK_MS = 20  # output callback block; flush takes effect within one of these
+_KEEP_ITEMS = 64  # finished items remembered for played_ms()
+
+
+def volume_gain(percent: int) -> float:
+    """Volume 0-100 to an amplitude factor; squared so the steps sound even to the ear."""
+    p = min(100, max(0, int(percent))) / 100.0
+    return p * p
+
+
+@dataclass
+class _Item:
+    item_id: str
+    start: int  # ring position of the item's first sample (device rate)
+    resampler: StreamResampler
+    end: int | None = None  # ring position after its last sample, once end_item was called
+    written_in: int = 0  # 24 kHz samples accepted from write()
+    played: int = 0  # device samples handed to the device
+    started: bool = False
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+
+
+class _Device:
+    """Format-dependent buffers, swapped as one object when the device is reopened."""
+
+    def __init__(self, settings: AudioSettings, rate_hz: int, channels: int) -> None:
+        self.rate_hz = rate_hz
+        self.channels = channels
+        self.block = rate_hz * _BLOCK_MS // 1000
+        self.fade_n = max(1, rate_hz * FADE_MS // 1000)
+        self.ramp_down = np.linspace(1.0, 0.0, self.fade_n, dtype=np.float32)
+        self.ramp_up = self.ramp_down[::-1].copy()
+        self.prebuffer = rate_hz * settings.prebuffer_ms // 1000
+        self.ring = RingBuffer(int(settings.playback_buffer_s * rate_hz), mode="playback")
+        big = self.block * 4
+        self.tmp = np.zeros(big, np.int16)
+        self.mix = np.zeros(big, np.float32)
+        self.out = np.zeros(big * channels, np.int16)
+        # PyAudio copies from any read-only buffer: a read-only view of `out`, made once.
+        self.out_view = memoryview(self.out).cast("B").toreadonly()
+
+
+class Playback:
+    """Speaker output implementing `kiosk.ports.PlaybackPort`, plus cue mixing."""
+
+    def __init__(self, settings: AudioSettings) -> None:
+        self._settings = settings
+        self._dev = _Device(settings, SAMPLE_RATE_HZ, 1)
+        self._stream: pyaudio.Stream | None = None
+        self._lock = threading.Lock()  # item bookkeeping; held for microseconds
+        self._items: list[_Item] = []  # queued or playing, in order
+        self._done: dict[str, _Item] = {}  # finished or flushed, newest last
+        self._flushed_ids: set[str] = set()
+        self._running = False
+        self._flush_req = False
+        self._flush_ack = threading.Event()
+        self._gain = volume_gain(settings.volume)
+        self._cue: np.ndarray | None = None  # float32 at device rate, already scaled
+        self._cue_pos = 0
+        self._busy_until = 0.0
+        self._tail_s = 0.1  # output latency + margin: how long played audio is still audible
+        self._notifier = Notifier("playback-events")
+        self.device_name: str | None = None
+        self.last_callback_at = 0.0
+        self.callbacks = 0
+        self.underruns = 0
+        """Blocks where an unfinished item had run dry (silence was played)."""
+        self.callback_errors = 0
+
+    # -- device side -------------------------------------------------------------------
+
+    def prepare(self, device_rate_hz: int, channels: int = 1) -> None:
+        """Set up buffers for a device format without a stream (tests, bench). Drops queue."""
+        with self._lock:
+            self._dev = _Device(self._settings, device_rate_hz, channels)
+            self._forget_queue()
+
+    def open(self, pa: pyaudio.PyAudio, device: DeviceInfo, channels: int | None = None) -> None:
+        """Open and start the output stream (24 kHz if possible, else the device's rate)."""
+        self.close()
+        rate, ch = choose_format(pa, device, "output", channels)
+        self.prepare(rate, ch)
+        self.last_callback_at = time.monotonic()
+        try:
+            with quiet_stderr():
+                self._stream = pa.open(format=pyaudio.paInt16, channels=ch, rate=rate,
+                                       output=True, output_device_index=device.index,
+                                       frames_per_buffer=self._dev.block,
+                                       stream_callback=self.callback)
+        except OSError as exc:
+            raise AudioDeviceError(
+                f"could not open speaker {device.name!r} ({ch} ch at {rate} Hz): {exc}. "
+                "Is it in use by another program or just unplugged?") from None
+        self.device_name = device.name
+
+    def close(self) -> None:
+        """Close the stream (abort: a stalled device must not hang us); the queue is dropped
+        and an item that was playing is reported as flushed."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                with quiet_stderr():
+                    stream.close()
+            except OSError:
+                pass
+        with self._lock:
+            for item in self._items:
+                self._notifier.post("flushed", item.item_id)
+            self._forget_queue()
+
+    def shutdown(self) -> None:
+        """Close the stream and stop the event thread (end of the process)."""
+        self.close()
+        self._notifier.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._stream is not None
+
+    def stream_active(self) -> bool:
+        stream = self._stream
+        try:
+            return stream is not None and stream.is_active()
+        except OSError:
+            return False
+
+    @property
+    def device_rate_hz(self) -> int:
+        return self._dev.rate_hz
+
+    @property
+    def channels(self) -> int:
+        return self._dev.channels
+
+    # -- PlaybackPort ------------------------------------------------------------------
+
+    def set_listener(self, listener: Listener | None) -> None:
+        self._notifier.set_listener(listener)
+
+    def set_volume(self, percent: int) -> None:
+        """Answer volume 0-100 (cues have their own `cue_volume`)."""
+        self._gain = volume_gain(percent)
+
+    def write(self, item_id: str, pcm: bytes) -> None:
+        """Queue 24 kHz PCM16 of an assistant item. Audio of a flushed item is ignored."""
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        with self._lock:
+            if item_id in self._flushed_ids:
+                return
+            dev = self._dev
+            item = self._items[-1] if self._items else None
+            if item is None or item.item_id != item_id or item.end is not None:
+                if item is not None and item.end is None:
+                    self._end_locked(item)  # a new item implies the previous one is complete
+                item = _Item(item_id, dev.ring.total_written,
+                             StreamResampler(SAMPLE_RATE_HZ, dev.rate_hz))
+                self._items.append(item)
+            item.written_in += len(samples)
+            data = item.resampler.process(samples)
+            if not item.started and item.played == 0 and len(item.tail) == 0 and \
+                    dev.ring.total_written == item.start:
+                data = self._fade(data, dev.ramp_up, at_start=True)
+            data = np.concatenate([item.tail, data]) if len(item.tail) else data
+            keep = min(len(data), dev.fade_n)
+            item.tail = data[len(data) - keep:].copy()
+            dev.ring.write(data[:len(data) - keep])
+
+    def end_item(self, item_id: str) -> None:
+        """The item's audio is complete: play it out even if it is below the prebuffer."""
+        with self._lock:
+            for item in self._items:
+                if item.item_id == item_id and item.end is None:
+                    self._end_locked(item)
+                    if item.end == item.start:  # nothing to play at all
+                        self._items.remove(item)
+                        self._remember(item)
+                        self._notifier.post("drained", item_id)
+                    return
+
+    def flush(self) -> int:
+        """Barge-in: fade out within one block, drop everything queued (and the cue);
+        returns ms played of the item that was playing (never more than was written)."""
+        with self._lock:
+            current = next((i for i in self._items if i.started), None)
+            if current is None and self._items:
+                current = self._items[0]
+            if self.stream_active():
+                self._flush_ack.clear()
+                self._flush_req = True
+        # The callback fades and clears within one block; if the stream died meanwhile,
+        # clear here instead.
+        if self._flush_req and not self._flush_ack.wait(0.25):
+            self._flush_req = False
+        with self._lock:
+            self._dev.ring.clear()
+            self._cue = None
+            self._running = False
+            for item in self._items:
+                self._flushed_ids.add(item.item_id)
+                self._remember(item)
+            self._items.clear()
+            while len(self._flushed_ids) > _KEEP_ITEMS:
+                self._flushed_ids.pop()
+        if current is None:
+            return 0
+        self._notifier.post("flushed", current.item_id)
+        return self._played_ms_of(current)
+
+    def played_ms(self, item_id: str) -> int:
+        """Milliseconds of this item that reached the device (0 for unknown items)."""
+        with self._lock:
+            item = next((i for i in self._items if i.item_id == item_id), None)
+            item = item or self._done.get(item_id)
+        return self._played_ms_of(item) if item else 0
+
+    @property
+    def busy(self) -> bool:
+        """True while answer or cue audio is queued or playing, plus the device's latency."""
+        return bool(self._items) or self._cue is not None or \
+            time.monotonic() < self._busy_until
+
+    # -- cues ----------------------------------------------------------------------------
+
+    def play_cue(self, pcm_24k: np.ndarray, gain: float = 1.0) -> None:
+        """Mix a short sound (24 kHz int16) over whatever plays; replaces a running cue."""
+        pcm = np.asarray(pcm_24k, dtype=np.int16)
+        dev = self._dev
+        if dev.rate_hz != SAMPLE_RATE_HZ:
+            rs = StreamResampler(SAMPLE_RATE_HZ, dev.rate_hz)
+            pcm = np.concatenate([rs.process(pcm), rs.process(pcm[:0], last=True)])
+        cue = pcm.astype(np.float32) * float(gain)
+        self._cue_pos = 0
+        self._cue = cue  # one reference swap: the callback sees the old or the new cue
+
+    # -- callback ------------------------------------------------------------------------
+
+    def callback(self, in_data: bytes | None, frame_count: int, time_info: dict,
+                 status: int) -> tuple[memoryview, int]:
+        """PortAudio's output callback: never blocks for long, never raises."""
+        now = time.monotonic()
+        self.last_callback_at = now
+        self.callbacks += 1
+        dev = self._dev
+        n = min(frame_count, len(dev.mix))
+        try:
+            self._render(dev, n, now, time_info)
+        except Exception:  # PyAudio would raise it in the main thread; play silence instead
+            self.callback_errors += 1
+            dev.out[:n * dev.channels] = 0
+        nbytes = frame_count * dev.channels * 2
+        view = dev.out_view if nbytes == len(dev.out_view) else dev.out_view[:nbytes]
+        return view, pyaudio.paContinue
+
+    def _render(self, dev: _Device, n: int, now: float, time_info: dict) -> None:
+        mix = dev.mix[:n]
+        mix.fill(0.0)
+        self._tail_s = self._latency_s(time_info)
+        with self._lock:
+            r0 = dev.ring.total_read
+            got = 0
+            if self._flush_req:
+                got = dev.ring.read_into(dev.tmp[:min(n, dev.fade_n)])
+                np.multiply(dev.tmp[:got], dev.ramp_down[:got], out=mix[:got])
+                mix[:got] *= self._gain
+                dev.ring.clear()
+                self._flush_req = False
+                self._running = False
+                self._account(dev, r0, r0 + got, now)
+                self._flush_ack.set()
+            else:
+                if not self._running and self._items:
+                    head = self._items[0]
+                    if dev.ring.available >= dev.prebuffer or head.end is not None:
+                        self._running = True
+                if self._running:
+                    got = dev.ring.read_into(dev.tmp[:n])
+                    np.multiply(dev.tmp[:got], self._gain, out=mix[:got])
+                    if got < n:
+                        open_item = any(i.end is None for i in self._items)
+                        if open_item:
+                            self.underruns += 1
+                            k = min(got, dev.fade_n)  # soften the cut into silence
+                            mix[got - k:got] *= dev.ramp_down[dev.fade_n - k:]
+                    self._account(dev, r0, r0 + got, now)
+                    if not self._items:
+                        self._running = False
+        cue = self._cue
+        if cue is not None:
+            pos = self._cue_pos
+            k = min(n, len(cue) - pos)
+            mix[:k] += cue[pos:pos + k]
+            self._cue_pos = pos + k
+            if pos + k >= len(cue):
+                self._cue = None
+                self._busy_until = max(self._busy_until, now + self._tail_s)
+        np.clip(mix, -32768.0, 32767.0, out=mix)
+        if dev.channels == 1:
+            np.copyto(dev.out[:n], mix, casting="unsafe")
+        else:
+            for ch in range(dev.channels):
+                np.copyto(dev.out[ch:n * dev.channels:dev.channels], mix, casting="unsafe")
+
+    def _account(self, dev: _Device, r0: int, r1: int, now: float) -> None:
+        """Credit samples [r0, r1) to their items; post started/drained. Lock held."""
+        while self._items:
+            item = self._items[0]
+            lo = max(r0, item.start)
+            hi = r1 if item.end is None else min(r1, item.end)
+            if hi > lo:
+                if not item.started:
+                    item.started = True
+                    self._notifier.post("started", item.item_id)
+                item.played += hi - lo
+            if item.end is not None and r1 >= item.end:
+                self._items.pop(0)
+                self._remember(item)
+                if item.started:
+                    self._busy_until = max(self._busy_until, now + self._tail_s)
+                self._notifier.post("drained", item.item_id)
+                continue
+            break
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _end_locked(self, item: _Item) -> None:
+        dev = self._dev
+        data = item.resampler.process(np.zeros(0, np.int16), last=True)
+        data = np.concatenate([item.tail, data]) if len(data) else item.tail
+        item.tail = np.zeros(0, np.int16)
+        data = self._fade(data, dev.ramp_down, at_start=False)
+        dev.ring.write(data)
+        item.end = dev.ring.total_written
+
+    @staticmethod
+    def _fade(data: np.ndarray, ramp: np.ndarray, at_start: bool) -> np.ndarray:
+        k = min(len(data), len(ramp))
+        if k == 0:
+            return data
+        out = np.array(data, dtype=np.int16, copy=True)
+        if at_start:
+            out[:k] = (out[:k] * ramp[:k]).astype(np.int16)
+        else:
+            out[len(out) - k:] = (out[len(out) - k:] * ramp[len(ramp) - k:]).astype(np.int16)
+        return out
+
+    def _played_ms_of(self, item: _Item) -> int:
+        played_ms = item.played * 1000 // self._dev.rate_hz
+        written_ms = item.written_in * 1000 // SAMPLE_RATE_HZ
+        return int(min(played_ms, written_ms))
+
+    def _remember(self, item: _Item) -> None:
+        self._done[item.item_id] = item
+        while len(self._done) > _KEEP_ITEMS:
+            self._done.pop(next(iter(self._done)))
+
+    def _forget_queue(self) -> None:
+        self._dev.ring.clear()
+        for item in self._items:
+            self._remember(item)
+        self._items.clear()
+        self._running = False
+        self._cue = None
+
+    @staticmethod
+    def _latency_s(time_info: dict) -> float:
+        """Seconds until what we hand over now is heard (for the echo gate's tail)."""
+        try:
+            lat = float(time_info["output_buffer_dac_time"]) - float(time_info["current_time"])
+        except (KeyError, TypeError, ValueError):
+            lat = 0.0
+        return min(max(lat, 0.0), 0.5) + 0.05

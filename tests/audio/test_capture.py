@@ -1,0 +1,128 @@
+"""A tone fed into the virtual microphone comes out of the capture path as 24 kHz frames."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from kiosk.audio.capture import Capture
+from kiosk.audio.devices import find_device, open_portaudio
+from kiosk.audio.virtual import JACK_DEVICE, MIC_DEVICE, VirtualAudio
+from kiosk.ports import SAMPLE_RATE_HZ
+from kiosk.settings import AudioSettings
+
+from .helpers import dominant_hz, loud_part, rms_dbfs, tone
+
+pytestmark = pytest.mark.audio
+
+
+def collect(cap: Capture, seconds: float, timeout_s: float = 10.0) -> tuple[np.ndarray, list]:
+    """Read frames until `seconds` of audio arrived (or the timeout)."""
+    frames = []
+    need = int(seconds * SAMPLE_RATE_HZ)
+    deadline = time.monotonic() + timeout_s
+    while sum(len(f.pcm) for f in frames) < need and time.monotonic() < deadline:
+        f = cap.read_frame(timeout_s=0.5)
+        if f is not None:
+            frames.append(f)
+    pcm = np.concatenate([f.pcm for f in frames]) if frames else np.zeros(0, np.int16)
+    return pcm, frames
+
+
+def capture_tone(rig: VirtualAudio, cap: Capture, freq_hz: float, rate_hz: int,
+                 jack: bool = False) -> tuple[np.ndarray, list]:
+    cap.arm()
+    signal = tone(freq_hz, 1.0, rate_hz=rate_hz, amplitude=0.5)
+    feed = (rig.play_into_jack_mic if jack else rig.play_into_mic)(signal, rate_hz)
+    try:
+        pcm, frames = collect(cap, 1.6)
+        assert feed.wait(10), "the feeder did not finish"
+    finally:
+        feed.stop()
+        cap.disarm()
+    return pcm, frames
+
+
+def check_tone(pcm: np.ndarray, frames: list, freq_hz: float, frame_ms: int) -> None:
+    assert frames, "no frames captured"
+    assert all(len(f.pcm) == SAMPLE_RATE_HZ * frame_ms // 1000 for f in frames)
+    assert all(f.pcm.dtype == np.int16 for f in frames)
+    stamps = [f.captured_at for f in frames]
+    assert stamps == sorted(stamps)
+    body = loud_part(pcm)
+    assert len(body) > 0.5 * SAMPLE_RATE_HZ, "the tone did not arrive"
+    assert dominant_hz(body, SAMPLE_RATE_HZ) == pytest.approx(freq_hz, abs=3)
+    # Half of full scale is -9.03 dBFS RMS for a sine.
+    assert rms_dbfs(body) == pytest.approx(-9.03, abs=1.0)
+
+
+def test_tone_into_virtual_mic_arrives_at_24k_with_frequency_and_level(rig):
+    pa = open_portaudio()
+    cap = Capture(AudioSettings(frame_ms=20))
+    try:
+        cap.open(pa, find_device(pa, MIC_DEVICE, "input"))
+        assert cap.device_rate_hz == 24000 and cap.channels == 1
+        pcm, frames = capture_tone(rig, cap, 1000.0, 24000)
+        check_tone(pcm, frames, 1000.0, 20)
+        rms, peak = cap.level_dbfs
+        assert peak <= 0.0
+    finally:
+        cap.close()
+        pa.terminate()
+
+
+def test_stereo_device_is_downmixed_and_gain_applied(rig):
+    pa = open_portaudio()
+    cap = Capture(AudioSettings(frame_ms=10, input_gain_db=-6.0))
+    try:
+        cap.open(pa, find_device(pa, MIC_DEVICE, "input"), channels=2)
+        assert cap.channels == 2
+        pcm, frames = capture_tone(rig, cap, 700.0, 24000)
+        assert frames and all(len(f.pcm) == 240 for f in frames)
+        body = loud_part(pcm, threshold=500)
+        assert dominant_hz(body, 24000) == pytest.approx(700.0, abs=3)
+        assert rms_dbfs(body) == pytest.approx(-9.03 - 6.0, abs=1.0)
+    finally:
+        cap.close()
+        pa.terminate()
+
+
+def test_gate_closed_discards_audio(rig):
+    pa = open_portaudio()
+    cap = Capture(AudioSettings(frame_ms=20))
+    try:
+        cap.open(pa, find_device(pa, MIC_DEVICE, "input"))
+        cap.arm()
+        cap.set_gate(True)
+        feed = rig.play_into_mic(tone(500, 0.5), 24000)
+        assert feed.wait(10)
+        assert cap.read_frame(timeout_s=0.3) is None
+        cap.set_gate(False)
+        assert cap.read_frame(timeout_s=5) is not None
+    finally:
+        cap.close()
+        pa.terminate()
+
+
+@pytest.fixture(scope="module")
+def jack_rig(rig):
+    rig.start_jack(48000)
+    yield rig
+    rig.stop_jack()
+
+
+def test_48k_only_device_is_resampled_to_24k(jack_rig):
+    pa = open_portaudio()  # after jackd: PortAudio looks for JACK at start-up only
+    cap = Capture(AudioSettings(frame_ms=20))
+    try:
+        dev = find_device(pa, JACK_DEVICE, "input")
+        assert dev.host_api.startswith("JACK")
+        cap.open(pa, dev)
+        assert cap.device_rate_hz == 48000, "the JACK dummy device must refuse 24 kHz"
+        pcm, frames = capture_tone(jack_rig, cap, 1000.0, 48000, jack=True)
+        check_tone(pcm, frames, 1000.0, 20)
+    finally:
+        cap.close()
+        pa.terminate()
