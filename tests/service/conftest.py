@@ -96,10 +96,18 @@ def staged_root(tmp_path: Path) -> Path:
     exe.parent.mkdir(parents=True)
     exe.write_text("#!/bin/sh\nexit 0\n")
     exe.chmod(0o755)
-    (root / "bin").mkdir()
+    add_host_system_units(root)
+    return root
+
+
+def add_host_system_units(root: Path) -> None:
+    """What `verify --root` needs besides our unit: /bin/kill (ExecReload) and the
+    targets our unit depends on by default (sysinit.target...)."""
+    (root / "bin").mkdir(exist_ok=True)
     shutil.copy(shutil.which("kill") or "/bin/kill", root / "bin/kill")
     for units in ("/usr/lib/systemd/system", "/lib/systemd/system"):
         if os.path.isdir(units):
-            shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True)
-            break
-    return root
+            shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True,
+                            dirs_exist_ok=True)
+            return
+    pytest.fail("no /usr/lib/systemd/system here: install the Debian package 'systemd'")

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import INSTALL_SH, REPO, VENV
+from tests.service.conftest import (
+    INSTALL_SH,
+    REPO,
+    VENV,
+    add_host_system_units,
+    require_systemd_analyze,
+)
 
 UNIT = "etc/systemd/system/voice-kiosk.service"
 WANTS = "etc/systemd/system/multi-user.target.wants/voice-kiosk.service"
@@ -145,3 +151,9 @@ def test_really_installs_the_package_into_a_virtualenv(tmp_path: Path):
     first = listing(root)
     install(root, "--venv-from", str(VENV), source=source, timeout_s=300)
     assert listing(root) == first
+
+    # The installed tree is what the unit expects: systemd-analyze finds ExecStart there.
+    add_host_system_units(root)
+    verify = subprocess.run([require_systemd_analyze(), "verify", f"--root={root}",
+                             "voice-kiosk.service"], capture_output=True, text=True, timeout=60)
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
