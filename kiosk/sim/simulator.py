@@ -48,6 +48,7 @@ class Simulator:
         self._http: GatewayServer | None = None
         self._ws: Server | None = None
         self._threads: list[threading.Thread] = []
+        self.api_key = ""  # a ready-made X-API-Key, created by start()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -62,6 +63,7 @@ class Simulator:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.api_key = self.create_api_key()
         return self
 
     def stop(self) -> None:

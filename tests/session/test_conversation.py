@@ -1,0 +1,204 @@
+"""A patient's session end to end: real gateway and realtime clients against the simulator
+over loopback sockets, with a fake audio port."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kiosk.events import (
+    AnswerFinished,
+    AnswerStarted,
+    SessionReady,
+    SpeechStarted,
+    SpeechStopped,
+)
+from kiosk.session.protocol import pcm_ms
+from kiosk.sim import Simulator, silence, speech_like
+from tests.session.conftest import utterance
+from tests.session.fakes import FakeAudio, Posted
+
+
+def test_press_speak_and_hear_the_answer(sim: Simulator, conversation, audio: FakeAudio,
+                                         posted: Posted) -> None:
+    conv = conversation()
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    audio.capture.speak(utterance())
+    posted.wait_for(SpeechStarted)
+    posted.wait_for(SpeechStopped)
+    started = posted.wait_for(AnswerStarted)
+    finished = posted.wait_for(AnswerFinished)
+    assert started.item_id == finished.item_id and started.item_id
+    # The whole synthetic answer (1.5 s) reached the speaker, nothing dropped.
+    assert audio.playback.played_ms(started.item_id) == 1500
+    assert posted.names() == ["SessionReady", "SpeechStarted", "SpeechStopped",
+                              "AnswerStarted", "AnswerFinished"]
+    stats = conv.stats
+    assert stats.turns == 1 and stats.reconnects == 0 and stats.barge_ins == 0
+    assert stats.press_to_ready_s is not None and stats.press_to_ready_s > 0
+    assert len(stats.answer_latencies_s) == 1 and len(stats.answer_start_latencies_s) == 1
+    assert stats.answer_audio_ms == 1500
+    # The service got a GA session.update with the kiosk's overrides.
+    conn = sim.last_connection
+    update = conn.events_of("session.update")[0]["session"]
+    assert update["type"] == "realtime" and update["output_modalities"] == ["audio"]
+    assert update["audio"]["input"]["turn_detection"]["interrupt_response"] is True
+    assert "openai-beta" not in conn.headers
+    assert conn.path.endswith("?model=gpt-realtime")
+
+
+def test_audio_appends_are_frame_sized_once_live(sim: Simulator, conversation,
+                                                 audio: FakeAudio, posted: Posted) -> None:
+    conv = conversation()
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    sim.wait_for(lambda: sim.last_connection.session.get("instructions"))
+    for _ in range(5):
+        # One frame at a time, waiting until it was sent: the live path.
+        audio.capture.speak(silence(0.02))
+        n = len(sim.last_connection.events_of("input_audio_buffer.append"))
+        sim.wait_for(lambda n=n: len(sim.last_connection.events_of(
+            "input_audio_buffer.append")) > n)
+    appends = sim.last_connection.events_of("input_audio_buffer.append")
+    assert all(len(e["audio"]) == 1280 for e in appends[-5:])  # 960 bytes = 20 ms, base64
+    assert conv.stats.audio_sent_ms == 100
+
+
+def test_words_spoken_while_connecting_arrive_in_order(sim: Simulator, conversation,
+                                                       audio: FakeAudio, posted: Posted) -> None:
+    sim.knobs.gateway_delay_s = 0.6  # a slow gateway: the patient talks before we are connected
+    conv = conversation()
+    conv.start("s1")
+    words = utterance(speech_s=1.0, lead_s=0.1, tail_s=0.7)
+    audio.capture.speak(words)  # all of it before the session exists
+    assert not [e for e in posted.events if isinstance(e, SessionReady)]
+    posted.wait_for(SessionReady)
+    posted.wait_for(SpeechStopped)
+    sim.wait_for(lambda: len(sim.last_connection.audio) >= len(words))
+    received = sim.last_connection.audio
+    assert np.array_equal(received[:len(words)], words)
+    assert conv.stats.backlog_ms == pcm_ms(len(words) * 2)
+
+
+def test_start_never_blocks_and_end_is_quick_and_idempotent(sim: Simulator, conversation,
+                                                           audio: FakeAudio,
+                                                           posted: Posted) -> None:
+    import time
+    sim.knobs.gateway_delay_s = 2.0
+    conv = conversation()
+    t0 = time.monotonic()
+    conv.start("s1")
+    assert audio.capture.armed
+    assert time.monotonic() - t0 < 0.5
+    t1 = time.monotonic()
+    conv.end("long press")
+    conv.end("again")
+    assert time.monotonic() - t1 < 1.0
+    assert not audio.capture.armed
+    sim.knobs.gateway_delay_s = 0.0
+    conv.start("s2")  # the next press works
+    posted.wait_for(SessionReady)
+
+
+def test_voice_barge_in_truncates_at_what_was_played(sim: Simulator, conversation,
+                                                     audio: FakeAudio, posted: Posted) -> None:
+    sim.knobs.answer_s = 4.0
+    conv = conversation()  # echo_mode none: full duplex, the voice can barge in
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    audio.capture.speak(utterance())
+    started = posted.wait_for(AnswerStarted)
+    # Wait until some of the answer was heard, then talk over it.
+    sim.wait_for(lambda: audio.playback.played_ms(started.item_id) >= 300)
+    audio.capture.speak(speech_like(0.6))
+    finished = posted.wait_for(AnswerFinished)
+    assert finished.item_id == started.item_id
+    conn = sim.last_connection
+    truncate = sim.wait_for(lambda: conn.events_of("conversation.item.truncate"))[0]
+    flushed_item, played_ms = audio.playback.flushes[0]
+    assert truncate["item_id"] == started.item_id == flushed_item
+    assert truncate["content_index"] == 0
+    assert truncate["audio_end_ms"] == played_ms
+    assert played_ms <= audio.playback.written_ms(started.item_id)
+    accepted = sim.wait_for(lambda: conn.truncations)[0]
+    assert accepted["audio_end_ms"] <= accepted["sent_ms"]
+    # interrupt_response on: the server cancelled by itself, the kiosk sent no cancel.
+    sim.wait_for(lambda: conn.cancelled_responses)
+    assert not conn.events_of("response.cancel")
+    assert conv.stats.barge_ins == 1
+    # Late deltas of the cancelled answer never reach the speaker.
+    assert audio.playback.played_ms(started.item_id) == played_ms
+    assert not [e for e in conn.server_events if e["type"] == "error"]
+
+
+def test_barge_in_without_interrupt_response_sends_cancel(sim: Simulator, conversation,
+                                                          audio: FakeAudio,
+                                                          posted: Posted) -> None:
+    sim.knobs.answer_s = 4.0
+    sim.knobs.stream_speed = 1.5
+    conv = conversation(realtime={"interrupt_response": False})
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    audio.capture.speak(utterance())
+    started = posted.wait_for(AnswerStarted)
+    sim.wait_for(lambda: audio.playback.played_ms(started.item_id) >= 200)
+    audio.capture.speak(speech_like(0.5))
+    conn = sim.last_connection
+    cancel = sim.wait_for(lambda: conn.events_of("response.cancel"))[0]
+    assert cancel["response_id"].startswith("resp_")
+    sim.wait_for(lambda: conn.cancelled_responses)
+    assert conn.session["audio"]["input"]["turn_detection"]["interrupt_response"] is False
+
+
+def test_button_interrupt_stops_the_answer(sim: Simulator, conversation, audio: FakeAudio,
+                                           posted: Posted) -> None:
+    sim.knobs.answer_s = 4.0
+    sim.knobs.stream_speed = 1.5  # still streaming when the button is pressed
+    conv = conversation(audio={"echo_mode": "gate"})
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    audio.capture.speak(utterance())
+    started = posted.wait_for(AnswerStarted)
+    sim.wait_for(lambda: audio.playback.played_ms(started.item_id) >= 200)
+    conv.interrupt()
+    posted.wait_for(AnswerFinished)
+    conn = sim.last_connection
+    truncate = sim.wait_for(lambda: conn.events_of("conversation.item.truncate"))[0]
+    assert truncate["audio_end_ms"] == audio.playback.flushes[0][1]
+    # No speech reached the server, so the kiosk cancels the response itself.
+    sim.wait_for(lambda: conn.cancelled_responses)
+    assert conn.events_of("response.cancel")
+    assert not audio.playback.busy
+
+
+def test_echo_gate_keeps_the_answer_out_of_the_microphone(sim: Simulator, conversation,
+                                                          audio: FakeAudio,
+                                                          posted: Posted) -> None:
+    conv = conversation(audio={"echo_mode": "gate"})
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    audio.capture.speak(utterance())
+    posted.wait_for(AnswerStarted)
+    sent_before = len(sim.last_connection.audio)
+    audio.capture.speak(speech_like(0.5))  # the speaker's echo, while the answer plays
+    posted.wait_for(AnswerFinished)
+    assert audio.capture.discarded_by_gate > 0
+    assert True in audio.capture.gate_history
+    assert conv.stats.barge_ins == 0
+    # After the answer the gate opens again and the patient is heard.
+    sim.wait_for(lambda: not audio.capture.gate_closed)
+    audio.capture.speak(utterance())
+    posted.wait_for(SpeechStopped, count=2)
+    assert len(sim.last_connection.audio) > sent_before
+
+
+def test_two_turns_in_one_session(sim: Simulator, conversation, audio: FakeAudio,
+                                  posted: Posted) -> None:
+    conv = conversation()
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    for turn in (1, 2):
+        audio.capture.speak(utterance())
+        posted.wait_for(AnswerFinished, count=turn)
+    assert conv.stats.turns == 2
+    assert len(sim.connections) == 1
