@@ -18,9 +18,10 @@ import os
 import re
 import sys
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
 from systemd.journal import JournalHandler
+from systemd.journal import send as journal_send
 
 from kiosk.settings import KioskSettings, LoggingSettings
 from kiosk.states import State, StateChange
@@ -45,6 +46,8 @@ _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
      rf"\g<key>\g<q>{MASK}\g<q>"),
 ]
 
+# Fields a client may set (a leading "_" is reserved for journald's trusted fields).
+_JOURNAL_FIELD = re.compile(r"[A-Z0-9][A-Z0-9_]{0,63}")
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -53,6 +56,16 @@ def redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def journal_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """JournalHandler passes every LogRecord attribute (msg, args, levelname...) as a
+    field; keep only valid journal field names with a value."""
+    return {k: v for k, v in fields.items() if v is not None and _JOURNAL_FIELD.fullmatch(k)}
+
+
+def _send_to_journal(MESSAGE: str, /, **fields: Any) -> None:  # noqa: N803 (journal's name)
+    journal_send(MESSAGE, **journal_fields(fields))
 
 
 class RedactingFilter(logging.Filter):
@@ -187,7 +200,8 @@ def setup_logging(logging_settings: LoggingSettings, kiosk: KioskSettings, *,
     wanted_journal = _use_journal(logging_settings.target, journal_socket, out)
     handler: logging.Handler
     if wanted_journal:
-        handler = JournalHandler(SYSLOG_IDENTIFIER="voice-kiosk")
+        handler = JournalHandler(sender_function=_send_to_journal,
+                                 SYSLOG_IDENTIFIER="voice-kiosk")
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(out)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from systemd.journal import JournalHandler
 
-from kiosk.service.logs import setup_logging
+from kiosk.service.logs import journal_fields, setup_logging
 from kiosk.settings import KioskSettings, LoggingSettings
 from kiosk.states import State, StateChange
 
@@ -132,3 +132,8 @@ def test_journal_entries_carry_the_kiosk_fields(tmp_path: Path):
     assert second["ERROR_KIND"] == "auth" and second["PRIORITY"] == "3"
     assert SECRETS[1] not in repr(sent)
     assert "CODE_ARGS" not in second  # raw arguments never reach the journal
+    # What goes to journald: only proper field names (no msg=, args=, levelname=...).
+    kept = journal_fields(second)
+    assert {"KIOSK_ID", "KIOSK_STATE", "ERROR_KIND", "PRIORITY", "CODE_LINE"} <= set(kept)
+    assert all(key.isupper() and not key.startswith("_") for key in kept)
+    assert "msg" not in kept and "error_kind" not in kept
