@@ -34,6 +34,7 @@ from kiosk.settings import GpioSettings, LedPattern
 from kiosk.states import State, StateChange
 
 Color = tuple[float, float, float]
+MODES = ("off", "on", "dim", "blink", "double_blink", "pulse")
 
 # double_blink: the pause after the two quick blinks, in quick blinks (on_s + off_s). Three is
 # long enough that the pair reads as one "blink-blink" and not as an even blink.
@@ -213,9 +214,13 @@ class StatusLight:
 
     def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
         self._gpio = gpio
-        # Check every state's pattern now, so a bad colour fails at start-up, not mid-session.
+        # Check every state's pattern now, so a mistake fails at start-up, not mid-session.
         for state in State:
-            parse_color(gpio.pattern(state.value).color)
+            pattern = gpio.pattern(state.value)
+            if pattern.mode not in MODES:
+                raise ValueError(f"LED mode {pattern.mode!r} for state {state.value} is not one "
+                                 f"of {', '.join(MODES)}")
+            parse_color(pattern.color)
         self._lock = threading.Lock()
         self._sequence: GPIOThread | None = None
         self._state: State | None = None
@@ -249,23 +254,18 @@ class StatusLight:
             self._stop_sequence()
             self._state = state
             driver = self._driver
-            if pattern.mode == "off":
-                driver.off()
-            elif pattern.mode == "on":
-                driver.on(pattern)
-            elif pattern.mode == "dim":
-                driver.dim(pattern)
-            elif pattern.mode == "blink":
-                driver.blink(pattern)
-            elif pattern.mode == "pulse":
-                driver.pulse(pattern)
-            elif pattern.mode == "double_blink":
+            if pattern.mode == "double_blink":
                 driver.off()  # stops gpiozero's thread here, before ours starts
                 self._sequence = GPIOThread(self._play, (double_blink_steps(pattern), pattern),
                                             name=f"status-light-{state.value}")
                 self._sequence.start()
-            else:
-                raise ValueError(f"unknown LED mode {pattern.mode!r} for state {state.value}")
+                return
+            if pattern.mode == "off":
+                driver.off()
+                return
+            modes = {"on": driver.on, "dim": driver.dim, "blink": driver.blink,
+                     "pulse": driver.pulse}
+            modes[pattern.mode](pattern)  # the mode was checked in __init__
 
     def close(self) -> None:
         """Stop any pattern, turn the LED off and release its pins. Safe to call twice."""

@@ -246,3 +246,10 @@ def test_bad_colour_fails_when_the_light_is_built(factory):
     with pytest.raises(ValueError, match="'red' is not of the form #rrggbb"):
         StatusLight(gpio, factory)
     assert factory.pins == {}  # nothing half-built
+
+
+def test_unknown_mode_fails_when_the_light_is_built(factory):
+    gpio = GpioSettings(led_kind="pwm", led_patterns={"idle": LedPattern(mode="sparkle")})
+    with pytest.raises(ValueError, match="'sparkle' for state idle is not one of off, on"):
+        StatusLight(gpio, factory)
+    assert factory.pins == {}
