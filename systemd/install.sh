@@ -93,11 +93,21 @@ install_packages() {
         say "skipping system packages (--no-packages or --root)"
         return
     fi
-    local -a pkgs
+    local -a pkgs missing=()
+    local pkg
     mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' \
         "$SOURCE/systemd/packages-runtime.txt")
-    say "installing packages: ${pkgs[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+    for pkg in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    if ((${#missing[@]} == 0)); then
+        say "system packages already installed"
+        return
+    fi
+    say "installing packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 create_user() {

@@ -157,3 +157,10 @@ def test_really_installs_the_package_into_a_virtualenv(tmp_path: Path):
     verify = subprocess.run([require_systemd_analyze(), "verify", f"--root={root}",
                              "voice-kiosk.service"], capture_output=True, text=True, timeout=60)
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+
+
+def test_reads_the_runtime_package_list(tmp_path: Path):
+    # The bootstrap installed every package of packages-runtime.txt, so nothing to do here;
+    # this runs the real dpkg query over the real list.
+    result = install(tmp_path, "--packages", "--no-venv")
+    assert "system packages already installed" in result.stdout
