@@ -83,7 +83,7 @@ class SystemdNotifier:
     def on_state_change(self, change: StateChange) -> None:
         """Controller observer: STATUS=<state> (<kiosk id>): <detail>."""
         detail = change.detail
-        if change.error_kind and change.error_kind not in detail:
+        if change.error_kind and not detail.startswith(change.error_kind):
             detail = f"{change.error_kind}: {detail}" if detail else change.error_kind
         self.status(self.status_text(str(change.new), detail))
 
