@@ -27,7 +27,14 @@ import time
 import numpy as np
 import pyaudio
 
-from kiosk.audio.devices import AudioDeviceError, DeviceInfo, choose_format, quiet_stderr
+from kiosk.audio.devices import (
+    AudioDeviceError,
+    DeviceInfo,
+    choose_format,
+    describe_available,
+    list_devices,
+    quiet_stderr,
+)
 from kiosk.audio.resample import CAPTURE_QUALITY, StreamResampler, downmix_into
 from kiosk.audio.ringbuffer import RingBuffer
 from kiosk.ports import SAMPLE_RATE_HZ, Frame
@@ -119,7 +126,8 @@ class Capture:
         except OSError as exc:
             raise AudioDeviceError(
                 f"could not open microphone {device.name!r} ({ch} ch at {rate} Hz): {exc}. "
-                "Is it in use by another program or just unplugged?") from None
+                "Is it in use by another program or just unplugged? "
+                f"{describe_available(list_devices(pa), 'input')}.") from None
         self.device_name = device.name
 
     def close(self) -> None:

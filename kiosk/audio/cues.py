@@ -108,6 +108,7 @@ class CuePlayer:
                     self.sounds[name] = load_wav(path)
                 except ValueError as exc:
                     log.error("%s; using the built-in %s cue", exc, name)
+        self.connecting_repeat_s = CONNECTING_REPEAT_S
         self._ticker_stop: threading.Event | None = None
         self._lock = threading.Lock()
         self.played: list[str] = []
@@ -155,5 +156,5 @@ class CuePlayer:
 
     def _tick(self, stop: threading.Event) -> None:
         # wait() returns True when stopped: the tick only sounds after a full quiet interval.
-        while not stop.wait(CONNECTING_REPEAT_S):
+        while not stop.wait(self.connecting_repeat_s):
             self.play("connecting")

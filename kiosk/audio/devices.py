@@ -119,7 +119,8 @@ def format_device_table(devices: list[DeviceInfo]) -> str:
     return "\n".join(lines)
 
 
-def _describe_available(devices: list[DeviceInfo], direction: Direction) -> str:
+def describe_available(devices: list[DeviceInfo], direction: Direction) -> str:
+    """One line naming the devices that exist for a direction (for error messages)."""
     usable = [d for d in devices if d.channels(direction) > 0]
     if not usable:
         return f"PortAudio lists no {direction} devices at all"
@@ -143,7 +144,7 @@ def find_device(pa: pyaudio.PyAudio, spec: str | int, direction: Direction) -> D
                 return d
         raise AudioDeviceError(
             f"{direction} device index {spec} ({setting}) does not exist or has no {direction} "
-            f"channels; {_describe_available(devices, direction)}. Prefer a name substring: "
+            f"channels; {describe_available(devices, direction)}. Prefer a name substring: "
             "indexes change when USB devices are replugged.")
     if spec.strip().lower() == "default":
         try:
@@ -152,7 +153,7 @@ def find_device(pa: pyaudio.PyAudio, spec: str | int, direction: Direction) -> D
         except OSError as exc:
             raise AudioDeviceError(
                 f"no default {direction} device ({setting}=default): {exc}; "
-                f"{_describe_available(devices, direction)}. Set {setting} to one of these "
+                f"{describe_available(devices, direction)}. Set {setting} to one of these "
                 "names.") from None
         return next(d for d in devices if d.index == int(info["index"]))
     wanted = spec.lower()
@@ -165,7 +166,7 @@ def find_device(pa: pyaudio.PyAudio, spec: str | int, direction: Direction) -> D
             return d
     raise AudioDeviceError(
         f"{direction} device {spec!r} ({setting}) not found: is it plugged in? "
-        f"{_describe_available(devices, direction)}.")
+        f"{describe_available(devices, direction)}.")
 
 
 def _supported(pa: pyaudio.PyAudio, dev: DeviceInfo, direction: Direction, rate: int,
@@ -195,7 +196,8 @@ def choose_format(pa: pyaudio.PyAudio, dev: DeviceInfo, direction: Direction,
             if rate > 0 and _supported(pa, dev, direction, rate, ch):
                 return rate, ch
     raise AudioDeviceError(
-        f"{direction} device {dev.name!r} accepts none of the usual 16-bit formats "
+        f"{direction} device {dev.name!r} cannot be opened in any usual 16-bit format "
         f"(tried {options} channels at 24000, {dev.default_rate_hz} and "
-        f"{', '.join(map(str, _FALLBACK_RATES))} Hz). Check `voice-kiosk devices` and pick "
-        "another device.")
+        f"{', '.join(map(str, _FALLBACK_RATES))} Hz): it is unplugged, in use by another "
+        f"program, or unsupported; {describe_available(list_devices(pa), direction)}. "
+        "Check `voice-kiosk devices`.")

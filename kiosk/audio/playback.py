@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyaudio
 
-from kiosk.audio.devices import AudioDeviceError, DeviceInfo, choose_format, quiet_stderr
+from kiosk.audio.devices import (
+    AudioDeviceError,
+    DeviceInfo,
+    choose_format,
+    describe_available,
+    list_devices,
+    quiet_stderr,
+)
 from kiosk.audio.notifier import Listener, Notifier
 from kiosk.audio.resample import StreamResampler
 from kiosk.audio.ringbuffer import RingBuffer
@@ -73,8 +80,6 @@ class _Device:
         self.tmp = np.zeros(big, np.int16)
         self.mix = np.zeros(big, np.float32)
         self.out = np.zeros(big * channels, np.int16)
-        # PyAudio copies from any read-only buffer: a read-only view of `out`, made once.
-        self.out_view = memoryview(self.out).cast("B").toreadonly()
 
 
 class Playback:
@@ -127,7 +132,8 @@ class Playback:
         except OSError as exc:
             raise AudioDeviceError(
                 f"could not open speaker {device.name!r} ({ch} ch at {rate} Hz): {exc}. "
-                "Is it in use by another program or just unplugged?") from None
+                "Is it in use by another program or just unplugged? "
+                f"{describe_available(list_devices(pa), 'output')}.") from None
         self.device_name = device.name
 
     def close(self) -> None:
@@ -272,7 +278,7 @@ class Playback:
     # -- callback ------------------------------------------------------------------------
 
     def callback(self, in_data: bytes | None, frame_count: int, time_info: dict,
-                 status: int) -> tuple[memoryview, int]:
+                 status: int) -> tuple[bytes, int]:
         """PortAudio's output callback: never blocks for long, never raises."""
         now = time.monotonic()
         self.last_callback_at = now
@@ -284,9 +290,12 @@ class Playback:
         except Exception:  # PyAudio would raise it in the main thread; play silence instead
             self.callback_errors += 1
             dev.out[:n * dev.channels] = 0
-        nbytes = frame_count * dev.channels * 2
-        view = dev.out_view if nbytes == len(dev.out_view) else dev.out_view[:nbytes]
-        return view, pyaudio.paContinue
+        if n < frame_count:  # a host asking for more than 4 blocks: pad, never stop
+            return dev.out[:n * dev.channels].tobytes() + bytes(
+                (frame_count - n) * dev.channels * 2), pyaudio.paContinue
+        # PyAudio only accepts `bytes` here (it rejects buffers with a release hook, which
+        # includes numpy views), so this one copy per block is unavoidable.
+        return dev.out[:n * dev.channels].tobytes(), pyaudio.paContinue
 
     def _render(self, dev: _Device, n: int, now: float, time_info: dict) -> None:
         mix = dev.mix[:n]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def tone(freq_hz: float, seconds: float, rate_hz: int = 24000, amplitude: float = 0.5) -> np.ndarray:
+def tone(freq_hz: float, seconds: float, rate_hz: int = 24000,
+         amplitude: float = 0.5) -> np.ndarray:
     """A sine tone as int16 at `amplitude` of full scale."""
     t = np.arange(int(seconds * rate_hz)) / rate_hz
     return np.round(amplitude * 32767 * np.sin(2 * np.pi * freq_hz * t)).astype(np.int16)

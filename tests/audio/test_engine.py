@@ -1,0 +1,142 @@
+"""The engine survives unplugged devices: missing at start, removed mid-stream, replugged."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+from kiosk.audio.engine import AudioEngine
+from kiosk.audio.virtual import MIC_DEVICE, SPEAKER_DEVICE
+from kiosk.settings import AudioSettings
+
+from .helpers import dominant_hz, loud_part, tone
+
+pytestmark = pytest.mark.audio
+
+SETTINGS = AudioSettings(input_device=MIC_DEVICE, output_device=SPEAKER_DEVICE,
+                         device_retry_s=0.2)
+
+
+@pytest.fixture
+def engine_events():
+    events: queue.Queue = queue.Queue()
+    engines: list[AudioEngine] = []
+
+    def make(settings: AudioSettings = SETTINGS) -> AudioEngine:
+        engine = AudioEngine(settings, listener=lambda kind, msg: events.put((kind, msg)))
+        engines.append(engine)
+        return engine
+
+    yield make, events
+    for engine in engines:
+        engine.stop()
+
+
+def wait_for(events: queue.Queue, kind: str, timeout_s: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got, msg = events.get(timeout=max(0.01, deadline - time.monotonic()))
+        if got == kind:
+            return msg
+
+
+def hears_tone(rig, engine: AudioEngine, freq_hz: float = 900.0) -> bool:
+    """Arm the engine's capture, play a tone into the mic and check it comes out."""
+    cap = engine.capture
+    cap.arm()
+    feed = rig.play_into_mic(tone(freq_hz, 0.6), 24000)
+    frames = []
+    deadline = time.monotonic() + 10
+    while len(frames) < 45 and time.monotonic() < deadline:
+        f = cap.read_frame(timeout_s=0.5)
+        if f is not None:
+            frames.append(f.pcm)
+    feed.wait(10)
+    cap.disarm()
+    import numpy as np
+    body = loud_part(np.concatenate(frames)) if frames else []
+    return len(body) > 4800 and abs(dominant_hz(body, 24000) - freq_hz) < 5
+
+
+def test_starts_and_is_alive(rig, engine_events):
+    make, events = engine_events
+    engine = make()
+    assert engine.start()
+    deadline = time.monotonic() + 10
+    while not engine.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.alive()
+    assert hears_tone(rig, engine)
+
+
+def test_missing_mic_at_start_is_reported_and_recovers_when_plugged(rig, engine_events):
+    make, events = engine_events
+    rig.remove_mic()
+    try:
+        engine = make()
+        assert engine.start() is False
+        msg = wait_for(events, "lost", 5)
+        assert MIC_DEVICE in msg and SPEAKER_DEVICE in msg  # names it, lists what exists
+        assert not engine.alive()
+    finally:
+        rig.restore_mic()
+    wait_for(events, "ready")
+    assert hears_tone(rig, engine)
+
+
+def test_mic_removed_mid_stream_goes_lost_then_recovers(rig, engine_events):
+    make, events = engine_events
+    engine = make()
+    assert engine.start()
+    rig.remove_mic()
+    try:
+        msg = wait_for(events, "lost")
+        assert MIC_DEVICE in msg
+        assert not engine.alive()
+    finally:
+        rig.restore_mic()
+    wait_for(events, "ready")
+    assert hears_tone(rig, engine)
+
+
+def test_speaker_removed_mid_stream_alive_goes_false_then_recovers(rig, engine_events):
+    make, events = engine_events
+    engine = make()
+    assert engine.start()
+    rig.remove_speaker()
+    try:
+        deadline = time.monotonic() + 10
+        while engine.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not engine.alive(), "callbacks stopped but alive() stayed true"
+        assert SPEAKER_DEVICE in wait_for(events, "lost")
+    finally:
+        rig.restore_speaker()
+    wait_for(events, "ready")
+    deadline = time.monotonic() + 10
+    while not engine.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.alive()
+    rec = rig.record_speaker()
+    assert rec.wait_ready()
+    engine.playback.write("after", tone(300.0, 0.4).tobytes())
+    engine.playback.end_item("after")
+    deadline = time.monotonic() + 10
+    while engine.playback.busy and time.monotonic() < deadline:
+        time.sleep(0.02)
+    target = len(rec.samples()) + 4800
+    while len(rec.samples()) < target and time.monotonic() < deadline:
+        time.sleep(0.02)
+    body = loud_part(rec.stop())
+    assert dominant_hz(body, 24000) == pytest.approx(300.0, abs=3)
+
+
+def test_missing_named_device_lists_what_exists(rig, engine_events):
+    make, events = engine_events
+    engine = make(AudioSettings(input_device="No Such USB Mic", output_device=SPEAKER_DEVICE,
+                                device_retry_s=5))
+    assert engine.start() is False
+    msg = wait_for(events, "lost", 5)
+    assert "'No Such USB Mic'" in msg and "audio.input_device" in msg and MIC_DEVICE in msg
