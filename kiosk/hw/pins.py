@@ -21,6 +21,7 @@ Every device the kiosk creates is given the factory explicitly, so two kiosks in
 
 from __future__ import annotations
 
+import logging
 import warnings
 from importlib.metadata import entry_points
 
@@ -29,6 +30,8 @@ from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from kiosk.settings import GpioSettings
+
+log = logging.getLogger(__name__)
 
 # What to install when a named factory's library is missing (the message is read by IT staff).
 INSTALL_HINTS: dict[str, str] = {
@@ -96,6 +99,10 @@ def _default_factory() -> Factory:
             raise GpioUnavailable(
                 f"gpio.pin_factory is 'auto' but no GPIO pins could be opened: {detail}. "
                 f"{_NO_GPIO_ADVICE}") from exc
+    # It worked, perhaps only on a fallback driver: say so in the log rather than on stderr.
+    for warning in tried:
+        log.warning("gpio: %s", warning.message)
+    log.info("gpio: pin factory %s", type(Device.pin_factory).__name__)
     return Device.pin_factory
 
 

@@ -116,6 +116,16 @@ def test_long_press_posts_one_long_event_and_no_short(make_button, factory, even
     assert drain(events) == []
 
 
+def test_long_press_with_chattering_contacts_is_still_one_long_press(make_button, factory,
+                                                                     events):
+    make_button(button_pin=17, long_press_s=0.3, bounce_ms=50)
+    pin = factory.pin(17)
+    bounce_burst(pin, end_high=False)
+    assert events.get(timeout=3) == LONG
+    bounce_burst(pin, end_high=True)
+    assert drain(events) == []
+
+
 def test_short_press_after_long_press(make_button, factory, events):
     make_button(button_pin=17, long_press_s=0.3)
     pin = factory.pin(17)
