@@ -199,6 +199,11 @@ class StatusLight:
         light.show(State.LISTENING)   # solid
         light.close()
 
+    A single LED cannot dim (``dim`` leaves it dark) or fade (``pulse`` becomes a slow blink,
+    on for ``on_s + off_s`` and off as long). A PWM LED uses `brightness` for ``on`` and
+    ``dim``; its blinks and pulses reach full brightness. An RGB LED shows the pattern's
+    `color` scaled by `brightness` in every mode.
+
     Switching state stops the running pattern (gpiozero's blink thread or our double-blink
     thread) before the next starts, so exactly one pattern runs and :meth:`show` returns
     within milliseconds. Calls may come from any thread.
@@ -207,7 +212,7 @@ class StatusLight:
         The `gpio` settings. Read: `led_kind`, `led_pin` (single, pwm), `rgb_pins` (red,
         green, blue), `led_active_high` (``False`` for common-anode parts, or any LED wired
         from 3V3 to the pin) and the per-state patterns via :meth:`GpioSettings.pattern`.
-        Every pattern's colour is checked when the light is built.
+        Every pattern's mode and colour are checked when the light is built (ValueError).
     :param factory:
         The gpiozero pin factory from :func:`kiosk.hw.pins.make_pin_factory`.
     """
