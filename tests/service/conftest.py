@@ -8,7 +8,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,16 +42,18 @@ class NotifyListener:
         assert data is not None, f"no notification within {timeout_s} s"
         return dict(line.split("=", 1) for line in data.splitlines() if line)
 
-    def wait_for(self, key: str, timeout_s: float = 10.0,
-                 value_prefix: str = "") -> tuple[dict[str, str], list[str]]:
+    def wait_for(self, key: str, timeout_s: float = 10.0, value_prefix: str = "",
+                 alive: Callable[[], bool] | None = None) -> tuple[dict[str, str], list[str]]:
         """Read until a datagram has key (and value starting with value_prefix); returns it
-        and every datagram seen so far."""
+        and every datagram seen so far. Gives up early once `alive()` turns False."""
         seen: list[str] = []
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
-            data = self.receive(left)
+            data = self.receive(min(left, 0.25))
             if data is None:
-                break
+                if alive is not None and not alive():
+                    break
+                continue
             seen.append(data)
             fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
             if key in fields and fields[key].startswith(value_prefix):
