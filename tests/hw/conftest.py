@@ -13,10 +13,11 @@ from collections.abc import Iterator
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
-from hw_scope import wait_until
 
 from kiosk.hw.pins import make_pin_factory
 from kiosk.settings import GpioSettings
+
+from .hw_scope import wait_until
 
 
 @pytest.fixture(autouse=True)

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import pytest
 from gpiozero import LED
 from gpiozero.pins.mock import MockFactory
-from hw_scope import assert_rhythm, close_to, timeline, wait_until
 
 from kiosk.hw.leds import StatusLight
 from kiosk.settings import DEFAULT_PATTERNS, GpioSettings, LedPattern
 from kiosk.states import State, StateChange
+
+from .hw_scope import assert_rhythm, close_to, timeline, wait_until
 
 SINGLE_PIN, PWM_PIN, RGB_PINS = 18, 23, (12, 13, 19)
 AMBER_GREEN = 0xBF / 255  # green part of the connecting colour #ffbf00
