@@ -94,3 +94,42 @@ def test_no_watchdog_usec_means_no_thread(notify_socket, monkeypatch: pytest.Mon
     assert not dog.enabled and dog._thread is None
     assert notify_socket.receive(timeout_s=0.3) is None
     dog.stop()
+
+
+def test_a_hung_controller_loop_stops_the_pings(notify_socket,
+                                                monkeypatch: pytest.MonkeyPatch):
+    """The daemon's real liveness check: the controller's heartbeat. An observer that blocks
+    the controller thread (as a stuck LED or sound call would) must silence the watchdog."""
+    from kiosk import events as ev
+    from kiosk.controller import Controller
+    from kiosk.settings import SessionSettings
+
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    release = threading.Event()
+    hung = threading.Event()
+
+    class StuckObserver:
+        def on_state_change(self, change) -> None:
+            hung.set()
+            release.wait(10)
+
+    # No session is started (idle -> error only), so no conversation is needed.
+    controller = Controller(SessionSettings(), conversation=None)  # type: ignore[arg-type]
+    controller.add_observer(StuckObserver())
+    controller.start()
+    dog = Watchdog(SystemdNotifier("k"), [lambda: controller.alive(max_age_s=0.5)])
+    dog.start()
+    try:
+        ping_times(notify_socket, 2)
+        controller.post(ev.Fault("internal", "simulated hang"))
+        assert hung.wait(5)
+        # Pings continue until the heartbeat is 0.5 s old, then stop.
+        deadline = time.monotonic() + 5
+        while notify_socket.receive(timeout_s=0.8) is not None:
+            assert time.monotonic() < deadline, "pings did not stop while the loop hung"
+        release.set()
+        ping_times(notify_socket, 1)  # the loop turns again: pings resume
+    finally:
+        release.set()
+        dog.stop()
+        controller.stop()
