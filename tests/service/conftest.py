@@ -3,6 +3,7 @@ staged root for systemd-analyze, and the repository paths."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.service.logs import teardown_logging
+from kiosk.service.logs import TRANSCRIPT_LOGGER, teardown_logging
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_FILE = REPO / "systemd" / "voice-kiosk.service"
@@ -74,8 +75,15 @@ def notify_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[NotifyListener]:
 
 @pytest.fixture(autouse=True)
 def clean_logging() -> Iterator[None]:
+    """Leave the root logger as the next test (in any directory) expects it."""
+    root = logging.getLogger()
+    level = root.level
+    transcripts = logging.getLogger(TRANSCRIPT_LOGGER)
+    disabled = transcripts.disabled
     yield
     teardown_logging()
+    root.setLevel(level)
+    transcripts.disabled = disabled
 
 
 def require_systemd_analyze() -> str:
