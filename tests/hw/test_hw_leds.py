@@ -175,16 +175,19 @@ def test_yaml_overrides_replace_the_defaults(lights, factory):
     assert_rhythm(r, [(1, 0.1), (0, 0.1), (1, 0.1)], timeout_s=3)
 
 
-def test_a_new_state_replaces_the_running_pattern_at_once(lights, factory):
-    light = lights(led_kind="pwm", led_pin=PWM_PIN)
-    pin = factory.pin(PWM_PIN)
+@pytest.mark.parametrize("kind", ["single", "pwm", "rgb"])
+def test_a_new_state_replaces_the_running_pattern_at_once(lights, factory, kind):
+    light = lights(led_kind=kind, led_pin=PWM_PIN, rgb_pins=list(RGB_PINS))
+    pins = [factory.pin(p) for p in (RGB_PINS if kind == "rgb" else [PWM_PIN])]
+    solid = [0.0, 1.0, 0.0] if kind == "rgb" else [1.0]  # listening: green / on
     took = []
     for running in (State.CONNECTING, State.THINKING, State.SPEAKING, State.ERROR) * 3:
         light.show(running)
         started = time.monotonic()
         light.show(State.LISTENING)
         took.append(time.monotonic() - started)
-        assert pin.state == 1.0  # already showing the new pattern when show() returns
+        # already showing the new pattern when show() returns
+        assert [pin.state for pin in pins] == solid
     assert statistics.median(took) < 0.02, took
     assert max(took) < 0.2, took  # a loaded machine may delay one switch, never by much
 
