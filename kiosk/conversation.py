@@ -33,7 +33,7 @@ from kiosk.session.backoff import Backoff
 from kiosk.session.errors import GatewayError
 from kiosk.session.gateway import GatewayClient, SessionGrant
 from kiosk.session.realtime import RealtimeClient, RealtimeError, RealtimeHandler
-from kiosk.session.turns import AnswerTracker, SessionStats
+from kiosk.session.turns import AnswerTracker, ReplayBuffer, SessionStats
 from kiosk.settings import Settings
 
 log = logging.getLogger("kiosk.conversation")
@@ -63,7 +63,7 @@ class _Run:
         self.expired = False
         self.last_error: tuple[str, str] | None = None  # (code, message) of the last error event
         self.close_info: tuple[int | None, str] = (None, "")
-        self.pending: bytes = b""  # an append the link refused: resent after reconnect
+        self.replay = ReplayBuffer(10_000)  # uncommitted audio, resent after a reconnect
         self.worker: threading.Thread | None = None
 
 
@@ -204,9 +204,10 @@ class RealtimeConversation:
         """Send captured audio until the link closes or the session ends."""
         capture = self.audio.capture
         frame_s = self.settings.audio.frame_ms / 1000.0
-        if run.pending and client.append_audio(run.pending):
-            run.stats.audio_sent_ms += p.pcm_ms(len(run.pending))
-            run.pending = b""
+        for pcm in run.replay.take():  # after a reconnect: the turn's words so far, again
+            if not self._send(run, client, pcm):
+                break
+            run.stats.replayed_ms += p.pcm_ms(len(pcm))
         live = False
         while not run.stop.is_set() and not client.closed.is_set():
             self._update_gate()
@@ -225,14 +226,19 @@ class RealtimeConversation:
                         break
                     parts.append(more.pcm)
             pcm = np.concatenate(parts).astype("<i2").tobytes()
-            if not client.append_audio(pcm):
-                run.pending = pcm  # keep it: no lost words across a reconnect
+            if not self._send(run, client, pcm):
                 break
-            ms = p.pcm_ms(len(pcm))
-            run.stats.audio_sent_ms += ms
             if not live:
-                run.stats.backlog_ms += ms
+                run.stats.backlog_ms += p.pcm_ms(len(pcm))
         client.closed.wait(1.0 if not run.stop.is_set() else 0)
+
+    def _send(self, run: _Run, client: RealtimeClient, pcm: bytes) -> bool:
+        # Kept for replay even when the send fails: no lost words across a reconnect.
+        run.replay.sent(pcm)
+        if not client.append_audio(pcm):
+            return False
+        run.stats.audio_sent_ms += p.pcm_ms(len(pcm))
+        return True
 
     def _after_close(self, run: _Run) -> Event | None:
         """What a closed link means: an event that ends the session, or None to reconnect."""
@@ -365,6 +371,7 @@ class _Handler(RealtimeHandler):
 
     def on_speech_stopped(self, item_id: str, audio_end_ms: int) -> None:
         self.run.tracker.speech_stopped()
+        self.run.replay.committed(audio_end_ms)
         self.run.stats.turns += 1
         self.conv._post(self.run, SpeechStopped())
 

@@ -111,19 +111,23 @@ class GatewayClient:
 
     def create_session(self, conversation_id: str | None = None) -> SessionGrant:
         """POST the session request and return the grant; raises GatewayError."""
-        with self._lock:
-            try:
-                grant = self._create(conversation_id)
-            except GatewayError as exc:
+        # The lock guards state only: an ended session's slow request must not hold up the
+        # next press.
+        try:
+            grant = self._create(conversation_id)
+        except GatewayError as exc:
+            with self._lock:
                 self.failures += 1
                 if exc.kind == "auth" and self._credential is not None:
                     self._auth_hold = (self._clock() + self.gateway.auth_retry_s,
                                        self._credential.fingerprint(), exc)
                 elif exc.kind == "rate_limited" and exc.retry_after_s:
                     self._rate_hold = (self._clock() + exc.retry_after_s, exc)
-                raise
+            raise
+        with self._lock:
             self._backoff.reset()
             self._auth_hold = self._rate_hold = None
+            self.requests += 1
             self.last_grant = grant
             if grant.conversation_id:
                 self.conversation_id = grant.conversation_id
@@ -133,7 +137,8 @@ class GatewayClient:
         """Seconds to wait before the next create_session after `error`."""
         if error.kind == "auth":
             return self.gateway.auth_retry_s
-        delay = self._backoff.next_delay()
+        with self._lock:
+            delay = self._backoff.next_delay()
         if error.kind == "rate_limited" and error.retry_after_s is not None:
             return max(delay, error.retry_after_s)
         return delay
@@ -144,9 +149,10 @@ class GatewayClient:
     @property
     def credential(self) -> Credential:
         """The configured credential (raises GatewayError("config") when there is none)."""
-        if self._credential is None:
-            self._credential = credential_from_settings(self.gateway, self._post)
-        return self._credential
+        with self._lock:
+            if self._credential is None:
+                self._credential = credential_from_settings(self.gateway, self._post)
+            return self._credential
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -155,12 +161,12 @@ class GatewayClient:
             raise GatewayError("config", "gateway.url is empty; set it to the VoiceAssist "
                                          "gateway (or leave it empty only for the simulator)")
         credential = self.credential
-        hold = self._auth_hold
+        with self._lock:
+            hold, rate = self._auth_hold, self._rate_hold
         if hold is not None and self._clock() < hold[0] and credential.fingerprint() == hold[1]:
             raise GatewayError("auth", hold[2].message + " (not retried until the credential "
                                                          "file changes or "
                                                          f"{self.gateway.auth_retry_s:g} s pass)")
-        rate = self._rate_hold
         if rate is not None and self._clock() < rate[0]:
             # Honour Retry-After even when the patient presses again.
             raise GatewayError("rate_limited", rate[1].message,
@@ -177,7 +183,6 @@ class GatewayClient:
                         or not isinstance(credential, LoginCredential)):
                     raise
                 credential.rejected()
-        self.requests += 1
         grant = parse_grant(answer, self.realtime, now=time.time())
         log.info("gateway granted realtime session %s (model %s, %s, expires in %.0f s)",
                  grant.session_id or "?", grant.model, grant.token_kind,

@@ -26,6 +26,8 @@ class SessionStats:
     turns: int = 0
     barge_ins: int = 0
     audio_sent_ms: int = 0
+    replayed_ms: int = 0
+    """Uncommitted audio sent again after a reconnect."""
     backlog_ms: int = 0
     """Audio captured before the session was ready and sent once it was (no lost words)."""
     answer_audio_ms: int = 0
@@ -122,3 +124,42 @@ class AnswerTracker:
         with self.lock:
             self.active_response = None
             return self.playing_item
+
+
+class ReplayBuffer:
+    """Audio sent on the current connection that the service has not yet committed to a turn.
+
+    Appends are not acknowledged: when a link dies, whatever was in flight is lost with the
+    service's uncommitted input buffer. On reconnect this audio is sent again first, so the
+    patient's words survive the drop. Bounded by `max_ms` (oldest audio dropped first)."""
+
+    def __init__(self, max_ms: int) -> None:
+        self.max_ms = max_ms
+        self._lock = threading.Lock()
+        self._chunks: list[tuple[int, bytes]] = []  # (start ms on this connection, pcm)
+        self._sent_ms = 0
+        self._held_ms = 0
+
+    def sent(self, pcm: bytes) -> None:
+        ms = pcm_ms(len(pcm))
+        with self._lock:
+            self._chunks.append((self._sent_ms, pcm))
+            self._sent_ms += ms
+            self._held_ms += ms
+            while self._held_ms > self.max_ms and len(self._chunks) > 1:
+                self._held_ms -= pcm_ms(len(self._chunks.pop(0)[1]))
+
+    def committed(self, audio_end_ms: int) -> None:
+        """The service closed a turn at `audio_end_ms`: audio before it is safe."""
+        with self._lock:
+            while self._chunks and (self._chunks[0][0] + pcm_ms(len(self._chunks[0][1]))
+                                    <= audio_end_ms):
+                self._held_ms -= pcm_ms(len(self._chunks.pop(0)[1]))
+
+    def take(self) -> list[bytes]:
+        """Everything to resend on a new connection (whose timeline starts at 0 again)."""
+        with self._lock:
+            chunks = [pcm for _, pcm in self._chunks]
+            self._chunks.clear()
+            self._sent_ms = self._held_ms = 0
+            return chunks

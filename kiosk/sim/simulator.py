@@ -58,7 +58,8 @@ class Simulator:
         self._ws = serve(self._serve_ws, "127.0.0.1", 0, max_size=16 * 1024 * 1024,
                          compression=None, ping_interval=20, ping_timeout=20,
                          close_timeout=1, logger=_WS_LOG)
-        for target, name in ((self._http.serve_forever, "sim-gateway"),
+        http = self._http
+        for target, name in ((lambda: http.serve_forever(poll_interval=0.05), "sim-gateway"),
                              (self._ws.serve_forever, "sim-realtime")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from kiosk.conversation import RealtimeConversation
+from kiosk.session.gateway import GatewayClient
 from kiosk.settings import (
     AudioSettings,
     GatewaySettings,
@@ -59,7 +60,7 @@ def settings(sim: Simulator, key_file: Path) -> Settings:
 
 @pytest.fixture
 def audio() -> Iterator[FakeAudio]:
-    a = FakeAudio()
+    a = FakeAudio(playback_speed=3.0)  # answers 'play' 3x faster than real time
     yield a
     a.close()
 
@@ -79,8 +80,13 @@ def conversation(sim: Simulator, key_file: Path, audio: FakeAudio,
     the test."""
     made: list[RealtimeConversation] = []
 
-    def factory(**overrides: Any) -> RealtimeConversation:
-        conv = RealtimeConversation(make_settings(sim, key_file, **overrides), audio, posted)
+    def factory(gateway_clock: Callable[[], float] | None = None,
+                **overrides: Any) -> RealtimeConversation:
+        settings = make_settings(sim, key_file, **overrides)
+        gateway = None
+        if gateway_clock is not None:
+            gateway = GatewayClient(settings.gateway, settings.realtime, clock=gateway_clock)
+        conv = RealtimeConversation(settings, audio, posted, gateway)
         made.append(conv)
         return conv
 
@@ -98,3 +104,16 @@ def utterance(speech_s: float = 0.8, lead_s: float = 0.2, tail_s: float = 0.8) -
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+class ManualClock:
+    """A monotonic clock the test moves forward (for Retry-After and auth hold periods)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
