@@ -69,8 +69,9 @@ class _Pipeline:
         self.chunk = np.zeros(self.block, np.int16)
         self.acc = np.zeros(self.frame_samples * 4 + self.block * 4, np.int16)
         self.acc_len = 0
-        self.stamp_pos = np.zeros(_STAMPS, np.int64)
-        self.stamp_time = np.zeros(_STAMPS, np.float64)
+        # Plain lists: the reader walks back over one or two entries, cheaper than numpy.
+        self.stamp_pos: list[int] = [0] * _STAMPS
+        self.stamp_time: list[float] = [0.0] * _STAMPS
         self.stamp_count = 0
 
 
@@ -238,6 +239,11 @@ class Capture:
         return self._gate_closed
 
     @property
+    def overruns(self) -> int:
+        """Times the backlog was full and the oldest audio had to go (for the metrics)."""
+        return self._pipe.ring.overruns if self._pipe else 0
+
+    @property
     def dropped_samples(self) -> int:
         """Oldest device samples dropped since `arm()` because the backlog was full."""
         return self._pipe.ring.dropped_samples if self._pipe else 0
@@ -289,13 +295,13 @@ class Capture:
     @staticmethod
     def _input_time(p: _Pipeline, pos: int) -> float:
         """monotonic() at which input sample position `pos` reached the callback."""
-        count = min(p.stamp_count, _STAMPS)
+        count = p.stamp_count
         if count == 0:
             return time.monotonic()
-        pos_arr = p.stamp_pos[:count]
-        later = pos_arr >= pos
-        if later.any():
-            idx = int(np.argmin(np.where(later, pos_arr, np.iinfo(np.int64).max)))
-        else:
-            idx = int(np.argmax(pos_arr))
-        return float(p.stamp_time[idx]) - (int(p.stamp_pos[idx]) - pos) / p.rate_hz
+        # Walk back from the newest stamp to the oldest block that ends at or after `pos`.
+        best = (count - 1) % _STAMPS
+        i = count - 2
+        while i >= max(0, count - _STAMPS) and p.stamp_pos[i % _STAMPS] >= pos:
+            best = i % _STAMPS
+            i -= 1
+        return p.stamp_time[best] - (p.stamp_pos[best] - pos) / p.rate_hz

@@ -1,0 +1,138 @@
+"""Build one running kiosk from its settings: audio, GPIO, session, controller, observers.
+
+The daemon builds a `Kiosk` at start-up and builds a fresh one on every successful reload;
+everything one `Kiosk` starts, its `close()` stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from kiosk import events as ev
+from kiosk.controller import Controller, Observer
+from kiosk.settings import Settings
+
+log = logging.getLogger("kiosk")
+
+
+class Kiosk:
+    """One configured kiosk.
+
+    >>> k = Kiosk(settings, extra_observers=[notifier, log_context])
+    >>> k.start()            # never raises for missing hardware: shows `error` instead
+    >>> k.post(ev.ButtonPressed(source="sigusr1"))
+    >>> k.close()
+    """
+
+    def __init__(self, settings: Settings, extra_observers: list[Observer] | None = None,
+                 simulator: Any | None = None):
+        from kiosk.audio.engine import AudioEngine
+        from kiosk.conversation import RealtimeConversation
+        from kiosk.service.metrics import Metrics
+
+        self.settings = settings
+        self._closers: list[Callable[[], None]] = []
+        self.simulator = simulator
+        session_settings = self._session_settings(settings, simulator)
+        self.metrics = Metrics(settings.metrics, settings.kiosk.id)
+        self.audio = AudioEngine(settings.audio, listener=self._on_audio)
+        self.conversation = RealtimeConversation(session_settings, self.audio, self.post)
+        self.controller = Controller(settings.session, self.conversation)
+        for observer in [*(extra_observers or []), self.metrics, self.audio.cues]:
+            self.controller.add_observer(observer)
+        self.light: Any = None
+        self.button: Any = None
+        self.gpio_problem: str | None = None
+        self._reconnects_seen: dict[int, int] = {}
+
+    # Late-bound so the audio engine and conversation can be built before the controller.
+    def post(self, event: ev.Event) -> bool:
+        return self.controller.post(event)
+
+    def press(self, event: ev.ButtonPressed) -> bool:
+        self.metrics.count_press()
+        return self.post(event)
+
+    def _on_audio(self, what: str, message: str) -> None:
+        if what == "lost":
+            self.post(ev.Fault("device", message, persistent=True))
+        elif what == "ready":
+            self.post(ev.Recovered("device", message))
+
+    def _session_settings(self, settings: Settings, simulator: Any | None) -> Settings:
+        """With no gateway configured, point the session layer at the built-in simulator,
+        with a throw-away API key file only this process can read."""
+        if simulator is None:
+            return settings
+        fd, key_path = tempfile.mkstemp(prefix="voice-kiosk-sim-key-")
+        with os.fdopen(fd, "w") as f:
+            f.write(simulator.api_key)
+        self._closers.append(lambda: os.unlink(key_path))
+        gateway = replace(settings.gateway, url=simulator.gateway_url, api_key_file=key_path,
+                          token_file=None, email=None, password_file=None)
+        return replace(settings, gateway=gateway)
+
+    def start(self) -> None:
+        self._start_gpio()
+        self.controller.start()
+        self._closers.append(self.controller.stop)
+        if not self.audio.start():
+            log.error("audio devices not ready; retrying every %g s",
+                      self.settings.audio.device_retry_s)
+        self._closers.append(self.audio.stop)
+        self.metrics.start()
+        self._closers.append(self.metrics.close)
+
+    def _start_gpio(self) -> None:
+        from kiosk.hw.button import KioskButton
+        from kiosk.hw.leds import StatusLight
+        from kiosk.hw.pins import GpioUnavailable, make_pin_factory
+
+        gpio = self.settings.gpio
+        try:
+            factory = make_pin_factory(gpio)
+            self._closers.append(factory.close)  # releases the GPIO chip (after the devices)
+            self.light = StatusLight(gpio, factory)
+            self._closers.append(self.light.close)
+            self.controller.add_observer(self.light)
+            self.button = KioskButton(gpio, factory, self.press)
+            self._closers.append(self.button.close)
+        except (GpioUnavailable, Exception) as exc:  # noqa: BLE001 - any GPIO failure
+            # The kiosk stays up (SIGUSR1 still works) and shows the problem; a reload with a
+            # fixed configuration retries.
+            self.gpio_problem = str(exc)
+            log.error("GPIO: %s", exc, extra={"error_kind": "gpio"})
+            self.post(ev.Fault("gpio", f"GPIO unavailable: {exc}", persistent=True))
+
+    def audio_health(self) -> tuple[bool, str]:
+        """For the start-up self-check: are both devices open, and if not, why."""
+        if self.audio.ready:
+            return True, "microphone and speaker open"
+        return False, self.audio.last_error or "audio devices not open"
+
+    def refresh_metrics(self) -> None:
+        """Copy the audio and session counters into the metrics (called about once a second)."""
+        capture, playback = self.audio.capture, self.audio.playback
+        self.metrics.set_audio_counters(capture.overruns, playback.underruns)
+        stats = self.conversation.stats  # the current (or last) session's counters
+        seen = self._reconnects_seen.get(id(stats), 0)
+        for _ in range(stats.reconnects - seen):
+            self.metrics.count_reconnect()
+        self._reconnects_seen = {id(stats): stats.reconnects}
+
+    def alive(self) -> bool:
+        """Controller loop turning and audio streams running (the watchdog's condition)."""
+        return self.controller.alive() and (self.audio.alive() or not self.audio.ready)
+
+    def close(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception:
+                log.exception("while shutting down %s", getattr(closer, "__qualname__", closer))

@@ -1,0 +1,160 @@
+"""`voice-kiosk run`: the process systemd starts.
+
+The main thread only handles requests that signals put on a queue (stop, reload, press);
+the controller thread owns the kiosk's state. SIGTERM/SIGINT stop within 3 s, SIGHUP reloads
+the configuration (a broken file is rejected and the kiosk keeps running on the old one),
+SIGUSR1 is a short button press (`systemctl kill -s USR1 voice-kiosk`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import time
+from typing import Any
+
+from kiosk import config
+from kiosk import events as ev
+from kiosk.settings import Settings
+
+log = logging.getLogger("kiosk")
+
+EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus stops a restart loop
+
+
+def run_daemon(config_path: str) -> int:
+    from kiosk.service.logs import setup_logging
+    from kiosk.service.notify import SystemdNotifier
+
+    try:
+        settings = config.load(config_path)
+    except config.ConfigError as exc:
+        logging.basicConfig(format="voice-kiosk: %(message)s")
+        for problem in exc.problems:
+            log.error("configuration: %s", problem)
+        log.error("not starting: fix %s and run `voice-kiosk check-config`", config_path)
+        SystemdNotifier().status(f"error: configuration invalid ({len(exc.problems)} problems)")
+        return EXIT_CONFIG
+    log_context = setup_logging(settings.logging, settings.kiosk)
+    notifier = SystemdNotifier(settings.kiosk.id)
+    return Daemon(config_path, settings, notifier, log_context).run()
+
+
+class Daemon:
+    def __init__(self, config_path: str, settings: Settings, notifier: Any, log_context: Any):
+        self.config_path = config_path
+        self.settings = settings
+        self.notifier = notifier
+        self.log_context = log_context
+        self.requests: queue.SimpleQueue[str] = queue.SimpleQueue()  # reentrant: signal-safe
+        self.kiosk: Any = None
+        self.simulator: Any = None
+
+    def run(self) -> int:
+        from kiosk.service.watchdog import Watchdog
+
+        for sig, request in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"),
+                             (signal.SIGHUP, "reload"), (signal.SIGUSR1, "press")):
+            signal.signal(sig, lambda _s, _f, r=request: self.requests.put(r))
+        s = self.settings
+        log.info("voice-kiosk starting: kiosk %s%s, config %s", s.kiosk.id,
+                 f" at {s.kiosk.location}" if s.kiosk.location else "", self.config_path)
+        self._build(s)
+        self.notifier.ready(self._selfcheck())
+        watchdog = Watchdog(self.notifier, [self._alive])
+        watchdog.start()
+        try:
+            return self._serve()
+        finally:
+            watchdog.stop()
+
+    def _serve(self) -> int:
+        while True:
+            try:
+                request = self.requests.get(timeout=1.0)
+            except queue.Empty:
+                self._refresh_counters()
+                continue
+            if request == "press":
+                log.info("SIGUSR1: short button press")
+                self.kiosk.press(ev.ButtonPressed(source="sigusr1"))
+            elif request == "reload":
+                self._reload()
+            elif request == "stop":
+                return self._stop()
+
+    def _build(self, settings: Settings) -> None:
+        from kiosk.assembly import Kiosk
+
+        if settings.uses_simulator and self.simulator is None:
+            from kiosk.sim import Simulator
+
+            log.warning("gateway.url is empty: using the built-in simulator on loopback "
+                        "(no real assistant). Set gateway.url for a real deployment.")
+            self.simulator = Simulator()
+            self.simulator.start()
+        elif not settings.uses_simulator and self.simulator is not None:
+            self.simulator.stop()
+            self.simulator = None
+        self.kiosk = Kiosk(settings, [self.log_context, self.notifier], self.simulator)
+        self.kiosk.start()
+
+    def _alive(self) -> bool:
+        return self.kiosk is not None and self.kiosk.alive()
+
+    def _selfcheck(self) -> str:
+        from kiosk.service.selfcheck import run_selfcheck
+
+        kiosk = self.kiosk
+        url = kiosk.simulator.gateway_url if kiosk.simulator else self.settings.gateway.url
+        settings = self.settings
+        if kiosk.simulator:
+            from dataclasses import replace
+
+            settings = replace(settings, gateway=replace(settings.gateway, url=url))
+        result = run_selfcheck(settings, kiosk.audio_health)
+        for line in result.lines:
+            (log.info if result.ok else log.warning)("self-check: %s", line)
+        state = kiosk.controller.state.value
+        return self.notifier.status_text(state, result.summary)
+
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        log.info("SIGHUP: reloading %s", self.config_path)
+        try:
+            new = config.load(self.config_path)
+        except config.ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected: %s", problem)
+            log.error("reload rejected (%d problems): still running on the previous "
+                      "configuration", len(exc.problems))
+            self.notifier.ready(self.notifier.status_text(
+                self.kiosk.controller.state.value, "reload rejected: configuration invalid"))
+            return
+        from kiosk.service.logs import setup_logging
+
+        self.kiosk.close()
+        self.settings = new
+        self.log_context = setup_logging(new.logging, new.kiosk)
+        self.notifier.kiosk_id = new.kiosk.id
+        self._build(new)
+        log.info("configuration reloaded")
+        self.notifier.ready(self.notifier.status_text(self.kiosk.controller.state.value,
+                                                      "configuration reloaded"))
+
+    def _stop(self) -> int:
+        started = time.monotonic()
+        self.notifier.stopping(self.notifier.status_text("stopping", "shutting down"))
+        log.info("stopping")
+        self.kiosk.close()
+        if self.simulator is not None:
+            self.simulator.stop()
+        log.info("stopped in %.2f s", time.monotonic() - started)
+        return 0
+
+    def _refresh_counters(self) -> None:
+        try:
+            self.kiosk.refresh_metrics()
+        except Exception:  # metrics are nice to have; never let them stop the kiosk
+            log.exception("could not update the metrics")
