@@ -86,7 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else {}
         except ValueError:
             body = None
-        record = GatewayRequest(self.path, dict(self.headers.items()), body)
+        record = GatewayRequest(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                body)
         knobs = sim.knobs
         if knobs.gateway_delay_s > 0:
             sim.stopping.wait(knobs.gateway_delay_s)
@@ -161,6 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
                headers: dict[str, str] | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         record.status = status
+        self.server.sim.record_gateway(record)  # before answering: tests see it at once
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -168,4 +170,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        self.server.sim.record_gateway(record)

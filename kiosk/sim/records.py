@@ -62,7 +62,7 @@ class SimKnobs:
 @dataclass
 class GatewayRequest:
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: Any
     status: int = 0
 
