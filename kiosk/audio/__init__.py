@@ -1,0 +1,16 @@
+"""The kiosk's audio: microphone capture, answer playback, cues, device supervision.
+
+Modules, one job each:
+
+* `engine`     -- `AudioEngine`: opens both devices, watches them, recovers from unplugging.
+* `capture`    -- microphone -> 24 kHz mono frames (`kiosk.ports.CapturePort`).
+* `playback`   -- answer audio -> speaker, with cue mixing (`kiosk.ports.PlaybackPort`).
+* `cues`       -- the short listening/ended/error/connecting sounds and their state observer.
+* `devices`    -- PortAudio start-up, device lookup by name, `voice-kiosk devices` table.
+* `selftest`   -- `voice-kiosk test-audio`.
+* `ringbuffer`, `resample`, `notifier` -- building blocks.
+* `virtual`    -- `VirtualAudio`, the private PulseAudio/JACK rig for tests and the demo.
+
+Submodules are imported explicitly (``from kiosk.audio.engine import AudioEngine``) so that
+importing the package does not start PortAudio.
+"""

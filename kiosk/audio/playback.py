@@ -339,7 +339,8 @@ class Playback:
             if pos + k >= len(cue):
                 self._cue = None
                 self._busy_until = max(self._busy_until, now + self._tail_s)
-        np.clip(mix, -32768.0, 32767.0, out=mix)
+        if cue is not None or self._gain > 1.0:  # only a mix can exceed full scale
+            np.clip(mix, -32768.0, 32767.0, out=mix)
         if dev.channels == 1:
             np.copyto(dev.out[:n], mix, casting="unsafe")
         else:
