@@ -1,0 +1,91 @@
+"""Run `voice-kiosk run` as a subprocess, the way systemd does, and watch its log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+VOICE_KIOSK = str(Path(sys.executable).with_name("voice-kiosk"))
+# Variables that would make the daemon find a sound server or systemd we did not set up.
+_SCRUB = ("PULSE_SERVER", "PULSE_SINK", "PULSE_SOURCE", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+          "WATCHDOG_PID", "VOICE_KIOSK_CONFIG", "CREDENTIALS_DIRECTORY")
+
+
+class DaemonProcess:
+    """`voice-kiosk run --config PATH` with its stderr collected line by line.
+
+    >>> with DaemonProcess(config, env=rig.env) as d:
+    ...     d.wait_for_log(r"self-check")
+    ...     d.signal(signal.SIGTERM); assert d.wait_exit(3) == 0
+    """
+
+    def __init__(self, config: str | Path, env: dict[str, str] | None = None,
+                 cwd: str | Path | None = None):
+        base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+        self.proc = subprocess.Popen(
+            [VOICE_KIOSK, "run", "--config", str(config)], env={**base, **(env or {})},
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, cwd=cwd, bufsize=1)
+        self.lines: list[str] = []
+        self._new: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._seen = 0  # wait_for_log searches lines after the last match
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._new.put(line)
+        self._new.put(None)
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout_s: float = 15.0) -> re.Match[str]:
+        """The next log line (after the previous match) matching `pattern`."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for i in range(self._seen, len(self.lines)):
+                m = rx.search(self.lines[i])
+                if m:
+                    self._seen = i + 1
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc.poll() is not None and self._new.empty()
+                             and not self._reader.is_alive()):
+                raise AssertionError(f"no log line matching {pattern!r} within {timeout_s} s "
+                                     f"(exit code {self.proc.poll()}); log:\n{self.log[-4000:]}")
+            with contextlib.suppress(queue.Empty):
+                self._new.get(timeout=min(left, 0.2))
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_exit(self, timeout_s: float) -> int:
+        return self.proc.wait(timeout_s)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reader.join(5)
+
+    def __enter__(self) -> DaemonProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
