@@ -259,6 +259,8 @@ class RealtimeClient:
                 break
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 code, reason = _close_info(frame.data)
+                if self._closing.is_set():
+                    reason = "closed by the kiosk"  # the server's echo of our close
                 break
             if opcode == websocket.ABNF.OPCODE_BINARY:
                 self._violation(f"binary frame of {len(frame.data)} bytes")

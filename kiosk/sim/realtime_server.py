@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 
 def _default_session(model: str) -> dict[str, Any]:
-    return {"type": "realtime", "object": "realtime.session", "id": new_id("sess"),
-            "model": model, "output_modalities": ["audio"], "instructions": "",
+    # Exactly the fields of the SDK's session type (the live service adds an id and object).
+    return {"type": "realtime", "model": model, "output_modalities": ["audio"], "instructions": "",
             "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
                                 "transcription": None,
                                 "turn_detection": {"type": "server_vad", "threshold": 0.5,
