@@ -3,6 +3,7 @@ forms, the request body, and every failure class with advice for IT staff."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import ssl
@@ -244,10 +245,8 @@ def test_https_to_an_untrusted_server_is_refused(sim: Simulator, key_file: Path,
 
     def accept() -> None:
         conn, _ = listener.accept()
-        try:
+        with contextlib.suppress(ssl.SSLError, OSError):
             server_ctx.wrap_socket(conn, server_side=True).close()
-        except (ssl.SSLError, OSError):
-            pass
 
     threading.Thread(target=accept, daemon=True).start()
     gw = GatewayClient(GatewaySettings(url=f"https://127.0.0.1:{port}",
