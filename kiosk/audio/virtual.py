@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -41,6 +42,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from kiosk.settings import AudioSettings
 
 MIC_DEVICE = "kiosk_mic"
 SPEAKER_DEVICE = "kiosk_speaker"
@@ -213,8 +216,9 @@ class VirtualAudio:
             try:
                 pid = int(pidfile.read_text().split()[0])
                 os.kill(pid, signal.SIGTERM)
-                for _ in range(100):
-                    os.kill(pid, 0)
+                for _ in range(250):  # wait (bounded) until it has exited
+                    if not _running(pid):
+                        break
                     time.sleep(0.02)
             except (OSError, ValueError, IndexError):
                 pass  # gone (or never started)
@@ -226,6 +230,12 @@ class VirtualAudio:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @staticmethod
+    def audio_settings(base: AudioSettings | None = None) -> AudioSettings:
+        """`base` (or the defaults) with the microphone and speaker pointed at the rig."""
+        return dataclasses.replace(base or AudioSettings(), input_device=MIC_DEVICE,
+                                   output_device=SPEAKER_DEVICE)
 
     def apply_to_process(self) -> None:
         """Make this process's PortAudio use the rig. Call before the first PyAudio()."""
@@ -339,6 +349,15 @@ class VirtualAudio:
         module = self._modules.pop(name, None)
         if module is not None:
             self._pactl("unload-module", module)
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (a daemon's parent may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _as_bytes(pcm: np.ndarray | bytes) -> bytes:

@@ -5,18 +5,18 @@ from __future__ import annotations
 import queue
 import time
 
+import numpy as np
 import pytest
 
 from kiosk.audio.engine import AudioEngine
-from kiosk.audio.virtual import MIC_DEVICE, SPEAKER_DEVICE
+from kiosk.audio.virtual import MIC_DEVICE, SPEAKER_DEVICE, VirtualAudio
 from kiosk.settings import AudioSettings
 
 from .helpers import dominant_hz, loud_part, tone
 
 pytestmark = pytest.mark.audio
 
-SETTINGS = AudioSettings(input_device=MIC_DEVICE, output_device=SPEAKER_DEVICE,
-                         device_retry_s=0.2)
+SETTINGS = VirtualAudio.audio_settings(AudioSettings(device_retry_s=0.2))
 
 
 @pytest.fixture
@@ -55,7 +55,6 @@ def hears_tone(rig, engine: AudioEngine, freq_hz: float = 900.0) -> bool:
             frames.append(f.pcm)
     feed.wait(10)
     cap.disarm()
-    import numpy as np
     body = loud_part(np.concatenate(frames)) if frames else []
     return len(body) > 4800 and abs(dominant_hz(body, 24000) - freq_hz) < 5
 
