@@ -62,6 +62,8 @@ def test_the_contract_with_the_daemon():
     assert d["User"] == ["voice-kiosk"] and d["SupplementaryGroups"] == ["audio gpio"]
     assert d["RestartPreventExitStatus"] == ["78"]  # kiosk.daemon's EXIT_CONFIG
     assert "WatchdogSec" in d and d["Restart"] == ["on-failure"]
+    assert {"network-online.target", "time-sync.target"} <= set(d["After"][0].split())
+    assert d["Wants"] == ["network-online.target"]  # time-sync.target is passive
     # Sound and GPIO devices only; AF_UNIX for sd_notify and the journal.
     assert d["DevicePolicy"] == ["closed"]
     assert sorted(d["DeviceAllow"]) == ["/dev/gpiomem rw", "char-alsa rw", "char-gpiochip rw"]
