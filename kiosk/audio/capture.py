@@ -98,6 +98,7 @@ class Capture:
         self.device_overflows = 0
         """Callbacks where PortAudio reported lost input (the host could not keep up)."""
         self.callback_errors = 0
+        self._overruns_before = 0  # ring overruns of earlier sessions (arm() resets the ring's)
         self._rms = 0.0
         self._peak = 0.0
 
@@ -105,6 +106,8 @@ class Capture:
 
     def prepare(self, device_rate_hz: int, channels: int = 1) -> None:
         """Set up buffers for a device format without opening a stream (tests, bench)."""
+        if self._pipe is not None:
+            self._overruns_before += self._pipe.ring.overruns
         self._pipe = _Pipeline(self._settings, device_rate_hz, channels, self._quality)
 
     def open(self, pa: pyaudio.PyAudio, device: DeviceInfo, channels: int | None = None) -> None:
@@ -212,6 +215,7 @@ class Capture:
         p = self._pipe
         if p is not None:
             p.ring.clear()
+            self._overruns_before += p.ring.overruns
             p.ring.reset_counters()
             p.resampler.reset()
             p.acc_len = 0
@@ -239,14 +243,15 @@ class Capture:
         return self._gate_closed
 
     @property
-    def overruns(self) -> int:
-        """Times the backlog was full and the oldest audio had to go (for the metrics)."""
-        return self._pipe.ring.overruns if self._pipe else 0
-
-    @property
     def dropped_samples(self) -> int:
         """Oldest device samples dropped since `arm()` because the backlog was full."""
         return self._pipe.ring.dropped_samples if self._pipe else 0
+
+    @property
+    def overruns(self) -> int:
+        """Times audio was lost since start: backlog full, or PortAudio input overflow."""
+        ring = self._pipe.ring.overruns if self._pipe else 0
+        return self._overruns_before + ring + self.device_overflows
 
     @property
     def level_dbfs(self) -> tuple[float, float]:

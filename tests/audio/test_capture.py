@@ -126,3 +126,19 @@ def test_48k_only_device_is_resampled_to_24k(jack_rig):
     finally:
         cap.close()
         pa.terminate()
+
+
+def test_full_backlog_drops_oldest_and_counts(rig):
+    """Driven directly: a stalled reader loses the oldest audio, counted, newest kept."""
+    cap = Capture(AudioSettings(frame_ms=20, capture_buffer_s=1))
+    cap.prepare(24000, 1)
+    cap.arm()
+    block = (np.arange(480) % 100).astype(np.int16)
+    for i in range(75):  # 1.5 s into a 1 s backlog
+        cap.callback((block + i).tobytes(), 480, {}, 0)
+    assert cap.dropped_samples == 12000 and cap.overruns == 25
+    first = cap.read_frame(timeout_s=1)
+    assert first is not None and first.pcm[0] == 25  # block 25 is the oldest one kept
+    cap.arm()  # a new session: the backlog and its per-session counter start again
+    assert cap.dropped_samples == 0 and cap.overruns == 25  # the total stays for metrics
+    assert cap.read_frame(timeout_s=0.05) is None
