@@ -89,3 +89,70 @@ class DaemonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SystemdView:
+    """The service manager's end of NOTIFY_SOCKET: every datagram, in order, with the time
+    it arrived, collected by a thread so a test can wait for states one after another."""
+
+    def __init__(self) -> None:
+        import socket
+        import uuid
+
+        self.address = f"@voice-kiosk-e2e-{uuid.uuid4().hex}"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind("\0" + self.address[1:])
+        self._sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._cond = threading.Condition()
+        self._cursor = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed:
+            try:
+                data = self._sock.recv(65536).decode()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            fields = dict(ln.split("=", 1) for ln in data.splitlines() if "=" in ln)
+            with self._cond:
+                self.messages.append((time.monotonic(), fields))
+                self._cond.notify_all()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": self.address}
+
+    def states(self) -> list[str]:
+        """The first word of every STATUS= so far."""
+        return [f["STATUS"].split()[0] for _, f in self.messages if "STATUS" in f]
+
+    def wait_for(self, key: str, prefix: str = "", timeout_s: float = 15.0
+                 ) -> tuple[float, dict[str, str]]:
+        """The next message (after the last one waited for) with key=prefix...; returns its
+        arrival time and fields."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for i in range(self._cursor, len(self.messages)):
+                    at, fields = self.messages[i]
+                    if key in fields and fields[key].startswith(prefix):
+                        self._cursor = i + 1
+                        return at, fields
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {key}={prefix}... within {timeout_s} s; "
+                                         f"states so far: {self.states()}")
+                self._cond.wait(left)
+
+    def wait_state(self, state: str, timeout_s: float = 15.0) -> tuple[float, dict[str, str]]:
+        return self.wait_for("STATUS", state + " ", timeout_s)
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(2)
+        self._sock.close()
