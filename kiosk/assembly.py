@@ -30,7 +30,7 @@ class Kiosk:
     """
 
     def __init__(self, settings: Settings, extra_observers: list[Observer] | None = None,
-                 simulator: Any | None = None):
+                 simulator: Any | None = None, metrics: Any | None = None):
         from kiosk.audio.engine import AudioEngine
         from kiosk.conversation import RealtimeConversation
         from kiosk.service.metrics import Metrics
@@ -39,7 +39,9 @@ class Kiosk:
         self._closers: list[Callable[[], None]] = []
         self.simulator = simulator
         session_settings = self._session_settings(settings, simulator)
-        self.metrics = Metrics(settings.metrics, settings.kiosk.id)
+        # The daemon passes one Metrics for its whole life, so a reload does not reset counters.
+        self._own_metrics = metrics is None
+        self.metrics = metrics or Metrics(settings.metrics, settings.kiosk.id)
         self.audio = AudioEngine(settings.audio, listener=self._on_audio)
         self.conversation = RealtimeConversation(session_settings, self.audio, self.post)
         self.controller = Controller(settings.session, self.conversation)
@@ -85,8 +87,9 @@ class Kiosk:
             log.error("audio devices not ready; retrying every %g s",
                       self.settings.audio.device_retry_s)
         self._closers.append(self.audio.stop)
-        self.metrics.start()
-        self._closers.append(self.metrics.close)
+        if self._own_metrics:
+            self.metrics.start()
+            self._closers.append(self.metrics.close)
 
     def _start_gpio(self) -> None:
         from kiosk.hw.button import KioskButton
@@ -125,9 +128,14 @@ class Kiosk:
             self.metrics.count_reconnect()
         self._reconnects_seen = {id(stats): stats.reconnects}
 
-    def alive(self) -> bool:
-        """Controller loop turning and audio streams running (the watchdog's condition)."""
-        return self.controller.alive() and (self.audio.alive() or not self.audio.ready)
+    def controller_loop_alive(self) -> bool:
+        """The state machine's thread is turning (its heartbeat is recent)."""
+        return self.controller.alive()
+
+    def audio_streams_alive(self) -> bool:
+        """The audio callbacks are running. While a device is missing the kiosk is alive in
+        its error state (the engine is retrying), so that counts as alive too."""
+        return self.audio.alive() or not self.audio.ready
 
     def close(self) -> None:
         while self._closers:

@@ -197,6 +197,11 @@ class _Checker:
         if kind == "color" and not _is_color(value):
             return self._bad(node, path, f"`{value}` is not a colour like \"#ff8800\" "
                              "(quote it: # starts a comment in YAML).")
+        if kind == "output_path" and value is not None:
+            folder = os.path.dirname(os.path.abspath(expand_path(value)))
+            if not os.path.isdir(folder):
+                return self._bad(node, path, f"folder `{folder}` does not exist; create it "
+                                 "(the kiosk creates the file itself).")
         if kind in ("secret_file", "path") and value is not None:
             problem = _file_problem(value, secret=kind == "secret_file")
             if problem:

@@ -50,8 +50,10 @@ class Daemon:
         self.requests: queue.SimpleQueue[str] = queue.SimpleQueue()  # reentrant: signal-safe
         self.kiosk: Any = None
         self.simulator: Any = None
+        self.metrics: Any = None
 
     def run(self) -> int:
+        from kiosk.service.metrics import Metrics
         from kiosk.service.watchdog import Watchdog
 
         for sig, request in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"),
@@ -60,14 +62,18 @@ class Daemon:
         s = self.settings
         log.info("voice-kiosk starting: kiosk %s%s, config %s", s.kiosk.id,
                  f" at {s.kiosk.location}" if s.kiosk.location else "", self.config_path)
+        self.metrics = Metrics(s.metrics, s.kiosk.id)
+        self.metrics.start()
         self._build(s)
         self.notifier.ready(self._selfcheck())
-        watchdog = Watchdog(self.notifier, [self._alive])
+        watchdog = Watchdog(self.notifier, [self.controller_loop_alive,
+                                            self.audio_streams_alive])
         watchdog.start()
         try:
             return self._serve()
         finally:
             watchdog.stop()
+            self.metrics.close()
 
     def _serve(self) -> int:
         while True:
@@ -97,11 +103,16 @@ class Daemon:
         elif not settings.uses_simulator and self.simulator is not None:
             self.simulator.stop()
             self.simulator = None
-        self.kiosk = Kiosk(settings, [self.log_context, self.notifier], self.simulator)
+        self.kiosk = Kiosk(settings, [self.log_context, self.notifier], self.simulator,
+                           self.metrics)
         self.kiosk.start()
 
-    def _alive(self) -> bool:
-        return self.kiosk is not None and self.kiosk.alive()
+    # The watchdog's checks, named so that its log says which one failed.
+    def controller_loop_alive(self) -> bool:
+        return self.kiosk is not None and self.kiosk.controller_loop_alive()
+
+    def audio_streams_alive(self) -> bool:
+        return self.kiosk is not None and self.kiosk.audio_streams_alive()
 
     def _selfcheck(self) -> str:
         from kiosk.service.selfcheck import run_selfcheck
@@ -135,6 +146,12 @@ class Daemon:
         from kiosk.service.logs import setup_logging
 
         self.kiosk.close()
+        if (new.metrics, new.kiosk.id) != (self.settings.metrics, self.settings.kiosk.id):
+            from kiosk.service.metrics import Metrics
+
+            self.metrics.close()
+            self.metrics = Metrics(new.metrics, new.kiosk.id)
+            self.metrics.start()
         self.settings = new
         self.log_context = setup_logging(new.logging, new.kiosk)
         self.notifier.kiosk_id = new.kiosk.id

@@ -173,7 +173,7 @@ class LoggingSettings:
 @dataclass(frozen=True)
 class MetricsSettings:
     textfile: str | None = opt(None, "Prometheus node_exporter textfile to write (*.prom).",
-                               kind="path")
+                               kind="output_path")
     interval_s: float = opt(15.0, "How often the metrics file is rewritten, seconds.",
                             range=(1, 3600))
 
