@@ -24,20 +24,18 @@ from kiosk.events import (
     Fault,
     SessionEnded,
     SessionReady,
-    SpeechStarted,
-    SpeechStopped,
 )
 from kiosk.ports import AudioPort
 from kiosk.session import protocol as p
 from kiosk.session.backoff import Backoff
 from kiosk.session.errors import GatewayError
 from kiosk.session.gateway import GatewayClient, SessionGrant
-from kiosk.session.realtime import RealtimeClient, RealtimeError, RealtimeHandler
-from kiosk.session.turns import AnswerTracker, ReplayBuffer, SessionStats
+from kiosk.session.realtime import RealtimeClient, RealtimeError
+from kiosk.session.run import ServerEvents, SessionRun
+from kiosk.session.turns import SessionStats, close_outcome
 from kiosk.settings import Settings
 
 log = logging.getLogger("kiosk.conversation")
-transcript_log = logging.getLogger("kiosk.transcript")
 
 BACKLOG_CHUNK_MS = 200  # backlog appends: bigger than frame_ms, to catch up fast
 END_JOIN_S = 0.3
@@ -50,23 +48,6 @@ class _Stop(Exception):
     """The session was ended while the worker was busy."""
 
 
-class _Run:
-    """State of one session (one start() ... end()); callbacks from stale runs are ignored."""
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        self.stop = threading.Event()
-        self.client: RealtimeClient | None = None
-        self.tracker = AnswerTracker()
-        self.stats = SessionStats(session_id=session_id)
-        self.pressed_at = time.monotonic()
-        self.expired = False
-        self.last_error: tuple[str, str] | None = None  # (code, message) of the last error event
-        self.close_info: tuple[int | None, str] = (None, "")
-        self.replay = ReplayBuffer(10_000)  # uncommitted audio, resent after a reconnect
-        self.worker: threading.Thread | None = None
-
-
 class RealtimeConversation:
     """kiosk.ports.Conversation over the gateway and the realtime service."""
 
@@ -76,7 +57,7 @@ class RealtimeConversation:
         self.audio = audio
         self.post = post
         self.gateway = gateway or GatewayClient(settings.gateway, settings.realtime)
-        self._run: _Run | None = None
+        self._run: SessionRun | None = None
         self._lock = threading.Lock()
         self.stats = SessionStats()  # the current (or last) session's counters
         self.sessions = 0
@@ -91,7 +72,7 @@ class RealtimeConversation:
             log.warning("session %s still open when %s started; ending it", old.session_id,
                         session_id)
             self.end("replaced")
-        run = _Run(session_id)
+        run = SessionRun(session_id, int(self.settings.audio.capture_buffer_s * 1000))
         capture = self.audio.capture
         capture.arm()
         self._update_gate()
@@ -109,7 +90,7 @@ class RealtimeConversation:
         run = self._run
         if run is None or run.stop.is_set():
             return
-        self._barge_in(run, by_button=True)
+        self.barge_in(run, by_button=True)
 
     def end(self, reason: str) -> None:
         """Close the session. Idempotent; returns within a second."""
@@ -132,12 +113,12 @@ class RealtimeConversation:
 
     # -- worker: connect, stream, reconnect --------------------------------------------------
 
-    def _work(self, run: _Run) -> None:
+    def _work(self, run: SessionRun) -> None:
         try:
             client = self._connect_first(run)
             run.stats.press_to_ready_s = time.monotonic() - run.pressed_at
             log.info("session %s ready in %.2f s", run.session_id, run.stats.press_to_ready_s)
-            self._post(run, SessionReady())
+            self.deliver(run, SessionReady())
             while True:
                 self._stream(run, client)
                 if run.stop.is_set():
@@ -147,7 +128,7 @@ class RealtimeConversation:
                     self._finish(run, outcome)
                     return
                 client = self._reconnect(run)
-                self._post(run, SessionReady())
+                self.deliver(run, SessionReady())
         except _Stop:
             return
         except _Failure as failure:
@@ -160,7 +141,7 @@ class RealtimeConversation:
             if run.client is not None and run.stop.is_set():
                 run.client.close(timeout_s=0.2)
 
-    def _connect_first(self, run: _Run) -> RealtimeClient:
+    def _connect_first(self, run: SessionRun) -> RealtimeClient:
         last: Exception | None = None
         for _attempt in range(2):  # a second try only when the grant expired on the way
             grant = self._grant(run)
@@ -173,22 +154,25 @@ class RealtimeConversation:
                 last = exc
         raise AssertionError("unreachable")
 
-    def _grant(self, run: _Run) -> SessionGrant:
+    def _grant(self, run: SessionRun) -> SessionGrant:
         for _attempt in range(2):
             try:
-                grant = self.gateway.create_session(self.gateway.conversation_id)
+                # A new press is a new conversation (the next patient may be someone else);
+                # gateway.conversation_id pins one if IT staff want that.
+                grant = self.gateway.create_session(continue_previous=False)
             except GatewayError as exc:
                 run.stats.gateway_failures += 1
                 raise _Failure(_FAULT_KIND.get(exc.kind, exc.kind), exc.message) from None
             self._check_stop(run)
+            run.conversation_id = grant.conversation_id
             if not grant.expired():
                 return grant
             log.info("session grant expired before use; fetching a fresh one")
         raise _Failure("unavailable", "the gateway hands out session tokens that have already "
                                       "expired; check the clocks of the kiosk and the gateway")
 
-    def _open(self, run: _Run, grant: SessionGrant) -> RealtimeClient:
-        client = RealtimeClient(grant, self.settings.realtime, _Handler(self, run))
+    def _open(self, run: SessionRun, grant: SessionGrant) -> RealtimeClient:
+        client = RealtimeClient(grant, self.settings.realtime, ServerEvents(self, run))
         run.client = client
         client.connect()
         if run.stop.is_set():
@@ -196,11 +180,11 @@ class RealtimeConversation:
             raise _Stop
         return client
 
-    def _check_stop(self, run: _Run) -> None:
+    def _check_stop(self, run: SessionRun) -> None:
         if run.stop.is_set():
             raise _Stop
 
-    def _stream(self, run: _Run, client: RealtimeClient) -> None:
+    def _stream(self, run: SessionRun, client: RealtimeClient) -> None:
         """Send captured audio until the link closes or the session ends."""
         capture = self.audio.capture
         frame_s = self.settings.audio.frame_ms / 1000.0
@@ -232,7 +216,7 @@ class RealtimeConversation:
                 run.stats.backlog_ms += p.pcm_ms(len(pcm))
         client.closed.wait(1.0 if not run.stop.is_set() else 0)
 
-    def _send(self, run: _Run, client: RealtimeClient, pcm: bytes) -> bool:
+    def _send(self, run: SessionRun, client: RealtimeClient, pcm: bytes) -> bool:
         # Kept for replay even when the send fails: no lost words across a reconnect.
         run.replay.sent(pcm)
         if not client.append_audio(pcm):
@@ -240,25 +224,20 @@ class RealtimeConversation:
         run.stats.audio_sent_ms += p.pcm_ms(len(pcm))
         return True
 
-    def _after_close(self, run: _Run) -> Event | None:
+    def _after_close(self, run: SessionRun) -> Event | None:
         """What a closed link means: an event that ends the session, or None to reconnect."""
         code, reason = run.close_info
-        if run.expired or code == p.CLOSE_SESSION_EXPIRED:
-            log.info("session %s reached the realtime service's time limit; press again for a "
-                     "new session", run.session_id)
-            return SessionEnded("session_expired")
-        if code == p.CLOSE_BAD_REQUEST:
-            said = f" ({run.last_error[0]}: {run.last_error[1]})" if run.last_error else ""
-            return Fault("protocol", f"realtime service rejected the kiosk's requests (close "
-                                     f"4000){said}; update voice-kiosk or check realtime.url")
-        if code == p.CLOSE_NORMAL:
-            log.info("session %s closed by the realtime service", run.session_id)
-            return SessionEnded("closed by the service")
-        log.warning("session %s: realtime link lost (%s%s); reconnecting", run.session_id,
-                    f"close {code}: " if code else "", reason or "no reason given")
-        return None
+        outcome = close_outcome(code, run.expired, run.last_error)
+        if isinstance(outcome, SessionEnded):
+            log.info("session %s %s", run.session_id, "reached the realtime service's time "
+                     "limit; press again for a new session" if outcome.reason ==
+                     "session_expired" else "was closed by the realtime service")
+        elif outcome is None:
+            log.warning("session %s: realtime link lost (%s%s); reconnecting", run.session_id,
+                        f"close {code}: " if code else "", reason or "no reason given")
+        return outcome
 
-    def _reconnect(self, run: _Run) -> RealtimeClient:
+    def _reconnect(self, run: SessionRun) -> RealtimeClient:
         lost_at = time.monotonic()
         give_up_s = self.settings.realtime.reconnect_give_up_s
         g = self.settings.gateway
@@ -271,7 +250,7 @@ class RealtimeConversation:
             self._check_stop(run)
             delay = 0.0
             try:
-                grant = self.gateway.create_session(self.gateway.conversation_id)
+                grant = self.gateway.create_session(run.conversation_id)
                 self._check_stop(run)
                 client = self._open(run, grant)
                 run.stats.reconnects += 1
@@ -291,7 +270,7 @@ class RealtimeConversation:
             if run.stop.wait(delay):
                 raise _Stop
 
-    def _finish(self, run: _Run, event: Event) -> None:
+    def _finish(self, run: SessionRun, event: Event) -> None:
         """The session ended by itself: report once, release the microphone."""
         if run.stop.is_set():
             return
@@ -305,9 +284,10 @@ class RealtimeConversation:
         if run.client is not None:
             run.stats.dropped_messages += run.client.dropped_messages
             run.client.close(timeout_s=0.2)
-        self._post(run, event)
+        self.deliver(run, event)
 
-    def _post(self, run: _Run, event: Event) -> None:
+    def deliver(self, run: SessionRun, event: Event) -> None:
+        """Post `event` to the controller unless `run` is no longer the current session."""
         if self._run is run:
             self.post(event)
 
@@ -317,7 +297,7 @@ class RealtimeConversation:
         if self.settings.audio.echo_mode == "gate":
             self.audio.capture.set_gate(self.audio.playback.busy)
 
-    def _on_playback(self, run: _Run, kind: str, item_id: str) -> None:
+    def _on_playback(self, run: SessionRun, kind: str, item_id: str) -> None:
         """From the audio thread: must not block."""
         if run.stop.is_set():
             return
@@ -325,12 +305,13 @@ class RealtimeConversation:
             latency = run.tracker.answer_started()
             if latency is not None:
                 run.stats.answer_start_latencies_s.append(latency)
-            self._post(run, AnswerStarted(item_id))
+            self.deliver(run, AnswerStarted(item_id))
         elif kind in ("drained", "flushed"):
             run.tracker.finished_playing(item_id)
-            self._post(run, AnswerFinished(item_id))
+            self.deliver(run, AnswerFinished(item_id))
 
-    def _barge_in(self, run: _Run, by_button: bool) -> None:
+    def barge_in(self, run: SessionRun, by_button: bool) -> None:
+        """Stop the playing answer, tell the service how much was heard, drop the rest."""
         item, response, received_ms = run.tracker.begin_barge_in()
         client = run.client
         if item is not None:
@@ -355,68 +336,3 @@ class _Failure(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
-
-
-class _Handler(RealtimeHandler):
-    """Server events of one run's connection -> controller events and audio actions."""
-
-    def __init__(self, conv: RealtimeConversation, run: _Run) -> None:
-        self.conv = conv
-        self.run = run
-
-    def on_speech_started(self, item_id: str, audio_start_ms: int) -> None:
-        self.conv._post(self.run, SpeechStarted())
-        if self.run.tracker.playing_item is not None:
-            self.conv._barge_in(self.run, by_button=False)
-
-    def on_speech_stopped(self, item_id: str, audio_end_ms: int) -> None:
-        self.run.tracker.speech_stopped()
-        self.run.replay.committed(audio_end_ms)
-        self.run.stats.turns += 1
-        self.conv._post(self.run, SpeechStopped())
-
-    def on_response_created(self, response_id: str) -> None:
-        self.run.tracker.response_created(response_id)
-
-    def on_audio_delta(self, response_id: str, item_id: str, pcm: bytes) -> None:
-        play, latency = self.run.tracker.accept_audio(response_id, item_id, len(pcm))
-        if not play:
-            self.run.stats.dropped_deltas += 1
-            return
-        if latency is not None:
-            self.run.stats.answer_latencies_s.append(latency)
-        self.run.stats.answer_audio_ms += p.pcm_ms(len(pcm))
-        if self.conv.settings.audio.echo_mode == "gate":
-            self.conv.audio.capture.set_gate(True)  # before the first sample can echo back
-        self.conv.audio.playback.write(item_id, pcm)
-
-    def on_audio_done(self, response_id: str, item_id: str) -> None:
-        if not self.run.tracker.is_dropped(response_id):
-            self.conv.audio.playback.end_item(item_id)
-
-    def on_response_done(self, response_id: str, status: str) -> None:
-        silent = self.run.tracker.response_done(response_id)
-        if silent and not self.run.stop.is_set():
-            self.conv._post(self.run, AnswerFinished(None))  # nothing will play: no drain
-
-    def on_transcript(self, role: str, item_id: str, text: str) -> None:
-        if self.conv.settings.logging.transcripts:
-            transcript_log.info("%s: %s", "patient" if role == "user" else "assistant", text)
-
-    def on_error(self, code: str, message: str, action: str) -> None:
-        self.run.last_error = (code, message)
-        if action == "ignore":
-            log.debug("realtime service: %s (harmless)", code)
-        elif action == "end":
-            self.run.expired = True
-        elif action == "auth":
-            log.error("realtime service refused the session token (%s); the gateway's grant "
-                      "was not accepted", code)
-        elif action == "protocol":
-            log.error("realtime service rejected the protocol (%s: %s)", code, message)
-        else:
-            log.warning("realtime service reported an error (%s: %s); session continues",
-                        code, message)
-
-    def on_closed(self, code: int | None, reason: str) -> None:
-        self.run.close_info = (code, reason)

@@ -109,8 +109,16 @@ class GatewayClient:
 
     # -- public ------------------------------------------------------------------------------
 
-    def create_session(self, conversation_id: str | None = None) -> SessionGrant:
-        """POST the session request and return the grant; raises GatewayError."""
+    def create_session(self, conversation_id: str | None = None, *,
+                       continue_previous: bool = True) -> SessionGrant:
+        """POST the session request and return the grant; raises GatewayError.
+
+        The conversation asked for is `conversation_id`, else gateway.conversation_id, else
+        (when `continue_previous`) the one of the previous grant, so a reconnect restores the
+        context. `continue_previous=False` lets the gateway start a new conversation."""
+        if conversation_id is None:
+            conversation_id = (self.conversation_id if continue_previous
+                               else self.gateway.conversation_id)
         # The lock guards state only: an ended session's slow request must not hold up the
         # next press.
         try:
@@ -192,9 +200,8 @@ class GatewayClient:
     def _request_body(self, conversation_id: str | None) -> dict[str, Any]:
         g = self.gateway
         body: dict[str, Any] = {}
-        conv = conversation_id or self.conversation_id
-        if conv:
-            body["conversation_id"] = conv
+        if conversation_id:
+            body["conversation_id"] = conversation_id
         for name in ("voice", "language", "vad_sensitivity", "silence_duration_ms",
                      "adaptive_vad"):
             value = getattr(g, name)

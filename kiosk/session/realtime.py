@@ -119,6 +119,9 @@ class RealtimeClient:
                                            f"{self.grant.url} ({type(exc).__name__}: {exc})"
                                 ) from None
         self._ws = ws
+        if self._closing.is_set():  # close() was called while we were connecting
+            self._shutdown_socket()
+            raise RealtimeError("network", "connection closed by the kiosk while connecting")
         try:
             self.session = self._await("session.created", deadline)
             self.send(p.session_update(self.grant.voice_config, self.settings))
@@ -208,6 +211,7 @@ class RealtimeClient:
         """Close politely (close frame, brief wait for the echo), then hard. Idempotent."""
         if self._closing.is_set():
             self._closed.wait(timeout_s)
+            self._shutdown_socket()  # a connect that finished after the first close()
             return
         self._closing.set()
         ws = self._ws

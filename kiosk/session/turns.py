@@ -8,6 +8,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from kiosk.events import Event, Fault, SessionEnded
+from kiosk.session import protocol as p
 from kiosk.session.protocol import pcm_ms
 
 
@@ -163,3 +165,20 @@ class ReplayBuffer:
             self._chunks.clear()
             self._sent_ms = self._held_ms = 0
             return chunks
+
+
+def close_outcome(code: int | None, expired: bool,
+                  last_error: tuple[str, str] | None) -> Event | None:
+    """What the end of a realtime connection means for the session: SessionEnded (the service's
+    time cap, or a normal close by the service), a protocol Fault (close 4000), or None: the
+    link was lost and the session should reconnect (this includes close 3000, a token that
+    expired mid-session: a fresh grant fixes it)."""
+    if expired or code == p.CLOSE_SESSION_EXPIRED:
+        return SessionEnded("session_expired")
+    if code == p.CLOSE_BAD_REQUEST:
+        said = f" ({last_error[0]}: {last_error[1]})" if last_error else ""
+        return Fault("protocol", f"realtime service rejected the kiosk's requests (close "
+                                 f"4000){said}; update voice-kiosk or check realtime.url")
+    if code == p.CLOSE_NORMAL:
+        return SessionEnded("closed by the service")
+    return None

@@ -202,3 +202,38 @@ def test_two_turns_in_one_session(sim: Simulator, conversation, audio: FakeAudio
         posted.wait_for(AnswerFinished, count=turn)
     assert conv.stats.turns == 2
     assert len(sim.connections) == 1
+
+
+def test_each_press_starts_a_new_conversation(sim: Simulator, conversation, audio: FakeAudio,
+                                              posted: Posted) -> None:
+    conv = conversation()
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    conv.end("done")
+    conv.start("s2")
+    posted.wait_for(SessionReady, count=2)
+    first, second = [r.body for r in sim.gateway_requests
+                     if r.path == "/api/voice/realtime-session"]
+    assert "conversation_id" not in first and "conversation_id" not in second
+
+
+def test_a_pinned_conversation_is_always_continued(sim: Simulator, conversation,
+                                                   posted: Posted) -> None:
+    conv = conversation(gateway={"conversation_id": "bed-12"})
+    conv.start("s1")
+    posted.wait_for(SessionReady)
+    assert sim.gateway_requests[-1].body == {"conversation_id": "bed-12"}
+
+
+def test_replay_buffer_is_bounded_and_trimmed_by_commits() -> None:
+    from kiosk.session.turns import ReplayBuffer
+    replay = ReplayBuffer(max_ms=100)
+    frame = b"\x01\x00" * 480  # 20 ms
+    for _ in range(20):
+        replay.sent(frame)
+    assert len(replay.take()) == 5  # only the newest 100 ms are kept
+    for _ in range(5):
+        replay.sent(frame)
+    replay.committed(60)  # the service closed a turn at 60 ms: the first 3 frames are safe
+    assert len(replay.take()) == 2
+    assert replay.take() == []
