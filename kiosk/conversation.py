@@ -38,7 +38,7 @@ from kiosk.settings import Settings
 log = logging.getLogger("kiosk.conversation")
 
 BACKLOG_CHUNK_MS = 200  # backlog appends: bigger than frame_ms, to catch up fast
-END_JOIN_S = 0.3
+END_JOIN_S = 0.2  # with close(): end() stays well inside its one second
 
 # Gateway error kinds -> the controller's fault kinds.
 _FAULT_KIND = {"rate_limited": "unavailable", "malformed": "protocol"}
@@ -106,7 +106,8 @@ class RealtimeConversation:
         self.audio.capture.disarm()
         client = run.client
         if client is not None:
-            client.close(timeout_s=0.4)
+            run.stats.dropped_messages += client.dropped_messages
+            client.close(timeout_s=0.3)
         if run.worker is not None and run.worker is not threading.current_thread():
             run.worker.join(END_JOIN_S)
         log.info("session %s ended (%s)", run.session_id, reason)
@@ -173,6 +174,8 @@ class RealtimeConversation:
 
     def _open(self, run: SessionRun, grant: SessionGrant) -> RealtimeClient:
         client = RealtimeClient(grant, self.settings.realtime, ServerEvents(self, run))
+        if run.client is not None:
+            run.stats.dropped_messages += run.client.dropped_messages
         run.client = client
         client.connect()
         if run.stop.is_set():

@@ -63,7 +63,8 @@ CLOSE_BAD_REQUEST = 4000
 CLOSE_MEANINGS: dict[int, str] = {
     CLOSE_NORMAL: "closed normally",
     CLOSE_SESSION_EXPIRED: "session expired (the service's time cap)",
-    CLOSE_AUTH: "authentication failed (bad or expired session token)",
+    CLOSE_AUTH: "authentication failed (bad or expired session token; check the kiosk's "
+                "clock and the gateway's realtime credentials)",
     CLOSE_BAD_REQUEST: "request shape rejected (beta protocol or bad session config)",
 }
 

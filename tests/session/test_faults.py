@@ -222,6 +222,8 @@ def test_bad_messages_are_dropped_not_fatal(sim: Simulator, conversation, audio:
     assert not posted.of(Fault)
     assert len(sim.connections) == 1
     assert audio.playback.played_ms(posted.of(AnswerFinished)[0].item_id) == 1500
+    conv.end("done")
+    assert conv.stats.dropped_messages == (1 if words else 0)
 
 
 def test_old_server_with_beta_event_names(sim: Simulator, conversation, audio: FakeAudio,
