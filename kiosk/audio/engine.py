@@ -60,8 +60,10 @@ class AudioEngine:
         self._ready = False
         self._lost_reported = False
         self.last_error: str | None = None
-        # A callback gap longer than this means the device stopped delivering.
-        self.stall_s = max(0.5, 10 * settings.frame_ms / 1000)
+        # A callback gap longer than this means the device stopped delivering. Generous:
+        # on a busy 2-core machine, sound servers and callbacks can lag by half a second,
+        # and a false "lost" would show the patient an error.
+        self.stall_s = 2.0
 
     # -- AudioPort -----------------------------------------------------------------------
 
