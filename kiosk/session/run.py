@@ -89,11 +89,13 @@ class ServerEvents(RealtimeHandler):
         self.conv.audio.playback.write(item_id, pcm)
 
     def on_audio_done(self, response_id: str, item_id: str) -> None:
-        if not self.run.tracker.is_dropped(response_id):
+        if self.run.tracker.audio_done(response_id, item_id):
             self.conv.audio.playback.end_item(item_id)
 
     def on_response_done(self, response_id: str, status: str) -> None:
-        silent = self.run.tracker.response_done(response_id)
+        silent, open_items = self.run.tracker.response_done(response_id)
+        for item_id in open_items:  # cancelled by the server mid-item: play out what came
+            self.conv.audio.playback.end_item(item_id)
         if silent and not self.run.stop.is_set():
             self.conv.deliver(self.run, AnswerFinished(None))  # nothing will play: no drain
 

@@ -49,6 +49,7 @@ class AnswerTracker:
         self.dropped: set[str] = set()  # response ids whose further audio is ignored
         self.active_response: str | None = None  # response.created and not yet done
         self.responses_with_audio: set[str] = set()
+        self.ended_items: set[str] = set()  # items whose audio is complete
         self.playing_item: str | None = None  # written to playback, not yet drained/flushed
         self.speech_stopped_at: float | None = None
         self.first_audio_pending = False
@@ -93,16 +94,24 @@ class AnswerTracker:
             if self.playing_item == item_id:
                 self.playing_item = None
 
-    def response_done(self, response_id: str) -> bool:
-        """Returns True when the response produced no audio (so no playback event follows)."""
+    def audio_done(self, response_id: str, item_id: str) -> bool:
+        """The item's audio is complete; returns False for a dropped (barged-in) response."""
+        with self.lock:
+            self.ended_items.add(item_id)
+            return response_id not in self.dropped
+
+    def response_done(self, response_id: str) -> tuple[bool, list[str]]:
+        """(no audio at all, so no playback event will follow; items whose audio never got
+        an audio done, e.g. cancelled by the server: they must be ended to play out)."""
         with self.lock:
             if self.active_response == response_id:
                 self.active_response = None
-            return response_id not in self.responses_with_audio
-
-    def is_dropped(self, response_id: str) -> bool:
-        with self.lock:
-            return response_id in self.dropped
+            silent = response_id not in self.responses_with_audio
+            open_items = [] if response_id in self.dropped else [
+                item for item, resp in self.item_response.items()
+                if resp == response_id and item not in self.ended_items]
+            self.ended_items.update(open_items)
+            return silent, open_items
 
     def begin_barge_in(self) -> tuple[str | None, str | None, int]:
         """Stop tracking the playing answer: (item_id, response_id, ms received) of what was
