@@ -7,6 +7,7 @@ Nothing here ever logs a secret.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -60,13 +61,15 @@ def read_secret(path: str, setting: str) -> str:
 
 
 def _fingerprint(path: str | None, setting: str) -> tuple[Any, ...]:
+    """Identifies the file's current content without keeping it (a digest, never logged):
+    mtime alone can miss a quick rewrite with a key of the same length."""
     if not path:
         return ()
     try:
-        st = resolve_path(path, setting).stat()
+        data = resolve_path(path, setting).read_bytes()
     except (OSError, GatewayError):
         return (path, None)
-    return (path, st.st_mtime_ns, st.st_size, st.st_ino)
+    return (path, hashlib.sha256(data).hexdigest())
 
 
 class Credential(Protocol):
