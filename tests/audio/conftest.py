@@ -11,17 +11,26 @@ from kiosk.audio.virtual import VirtualAudio
 
 
 @pytest.fixture(scope="session")
-def rig() -> Iterator[VirtualAudio]:
-    """The virtual sound rig (kiosk_mic, kiosk_speaker), applied to this process.
-
-    The process environment is restored afterwards so other test folders see their own.
-    """
-    saved = dict(os.environ)
+def rig_daemon() -> Iterator[VirtualAudio]:
+    """The virtual sound rig's daemon, started once (it takes ~0.1 s, but why repeat it)."""
     audio = VirtualAudio().start()
-    audio.apply_to_process()
     try:
         yield audio
     finally:
         audio.stop()
+
+
+@pytest.fixture(scope="module")
+def rig(rig_daemon: VirtualAudio) -> Iterator[VirtualAudio]:
+    """The rig (devices kiosk_mic, kiosk_speaker) applied to this process for one module.
+
+    The environment is restored after the module, so test folders that run later (and the
+    daemons they start) never see this rig by accident.
+    """
+    saved = dict(os.environ)
+    rig_daemon.apply_to_process()
+    try:
+        yield rig_daemon
+    finally:
         os.environ.clear()
         os.environ.update(saved)
