@@ -167,6 +167,9 @@ class _Checker:
         if isinstance(value, bool):
             if bool in allowed:
                 return True, value
+            if str in allowed:  # YAML 1.1 reads on/off/yes/no as booleans
+                return self._bad(node, path, f"`{node.value}` was read as true/false; put it "
+                                 f"in quotes: \"{node.value}\"." + _help(meta))
             return self._bad(node, path, f"expected {_type_words(allowed)}, got `{value}`"
                              + _help(meta))
         if isinstance(value, int) and (int in allowed or float in allowed):

@@ -150,3 +150,10 @@ def test_dump_masks_the_login_email(tmp_path):
                            f"  password_file: {pw}\n")
     out = config.dump(config.load(path))
     assert "nurse@" not in out and "n***@example.org" in out and pw in out
+
+
+def test_unquoted_on_and_off_get_a_quoting_hint(tmp_path):
+    path = write(tmp_path, "gpio:\n  led_patterns:\n    idle: {mode: off}\n")
+    (p,) = problems(path)
+    assert p.key == "gpio.led_patterns.idle.mode" and p.line == 3
+    assert 'put it in quotes: "off"' in p.message
