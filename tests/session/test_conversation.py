@@ -61,7 +61,8 @@ def test_audio_appends_are_frame_sized_once_live(sim: Simulator, conversation,
             "input_audio_buffer.append")) > n)
     appends = sim.last_connection.events_of("input_audio_buffer.append")
     assert all(len(e["audio"]) == 1280 for e in appends[-5:])  # 960 bytes = 20 ms, base64
-    assert conv.stats.audio_sent_ms == 100
+    # The counter moves just after the send returns, so wait for it rather than race it.
+    sim.wait_for(lambda: conv.stats.audio_sent_ms == 100)
 
 
 def test_words_spoken_while_connecting_arrive_in_order(sim: Simulator, conversation,
@@ -77,7 +78,7 @@ def test_words_spoken_while_connecting_arrive_in_order(sim: Simulator, conversat
     sim.wait_for(lambda: len(sim.last_connection.audio) >= len(words))
     received = sim.last_connection.audio
     assert np.array_equal(received[:len(words)], words)
-    assert conv.stats.backlog_ms == pcm_ms(len(words) * 2)
+    sim.wait_for(lambda: conv.stats.backlog_ms == pcm_ms(len(words) * 2))
 
 
 def test_start_never_blocks_and_end_is_quick_and_idempotent(sim: Simulator, conversation,
