@@ -74,8 +74,7 @@ class RealtimeConversation:
             self.end("replaced")
         run = SessionRun(session_id, int(self.settings.audio.capture_buffer_s * 1000))
         capture = self.audio.capture
-        capture.arm()
-        self._update_gate()
+        capture.arm()  # the echo gate itself is the audio engine's (audio.echo_mode)
         self.audio.playback.set_listener(lambda kind, item: self._on_playback(run, kind, item))
         with self._lock:
             self._run = run
@@ -197,7 +196,6 @@ class RealtimeConversation:
             run.stats.replayed_ms += p.pcm_ms(len(pcm))
         live = False
         while not run.stop.is_set() and not client.closed.is_set():
-            self._update_gate()
             frame = capture.read_frame(frame_s)
             if frame is None:
                 live = True
@@ -295,10 +293,6 @@ class RealtimeConversation:
             self.post(event)
 
     # -- audio side --------------------------------------------------------------------------
-
-    def _update_gate(self) -> None:
-        if self.settings.audio.echo_mode == "gate":
-            self.audio.capture.set_gate(self.audio.playback.busy)
 
     def _on_playback(self, run: SessionRun, kind: str, item_id: str) -> None:
         """From the audio thread: must not block."""

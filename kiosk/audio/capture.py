@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pyaudio
@@ -91,6 +92,9 @@ class Capture:
         self._ready = threading.Event()
         self._armed = False
         self._gate_closed = False
+        # Echo gate driven by the speaker (engine wires playback.busy here for echo_mode gate):
+        # checked in every callback, so it also holds while the session is still connecting.
+        self._gate_source: Callable[[], bool] | None = None
         self.device_name: str | None = None
         self.last_callback_at = 0.0
         """time.monotonic() of the latest callback (the engine's health check reads it)."""
@@ -199,7 +203,8 @@ class Capture:
             np.copyto(mono, f, casting="unsafe")
         self._peak = float(max(f.max(), -f.min())) if n else 0.0
         self._rms = math.sqrt(float(np.dot(f, f)) / n) if n else 0.0
-        if self._armed and not self._gate_closed:
+        gated = self._gate_closed or (self._gate_source is not None and self._gate_source())
+        if self._armed and not gated:
             p.ring.write(mono)
             i = p.stamp_count % _STAMPS
             p.stamp_pos[i] = p.ring.total_written
@@ -233,6 +238,10 @@ class Capture:
     @property
     def armed(self) -> bool:
         return self._armed
+
+    def set_gate_source(self, source: Callable[[], bool] | None) -> None:
+        """Close the gate whenever `source()` is true (e.g. while the speaker plays)."""
+        self._gate_source = source
 
     def set_gate(self, closed: bool) -> None:
         """Echo gate: while closed, captured audio is discarded in the callback."""

@@ -3,7 +3,9 @@
 Four cues, synthesised with numpy so the kiosk ships no sound files, each easy to tell apart
 even by ear on a small speaker:
 
-* ``listening`` -- rising two-note chime (660 -> 880 Hz): "speak now".
+* ``listening`` -- rising two-note chime (660 -> 880 Hz): "speak now". It plays at the press
+  itself: the kiosk keeps the microphone's audio from that moment while it connects, so the
+  patient can talk right after the chime (the echo gate keeps the chime itself out).
 * ``ended``     -- falling two-note chime (880 -> 587 Hz): "the conversation is over".
 * ``error``     -- three short low beeps (330 Hz): "something is wrong".
 * ``connecting`` -- one soft short tick (1320 Hz), repeated every 3 s while still connecting.
@@ -129,8 +131,8 @@ class CuePlayer:
             self._start_ticker()
         else:
             self._stop_ticker()
-        if new == State.LISTENING and old == State.CONNECTING:
-            self.play("listening")
+        if new == State.CONNECTING and old in (State.IDLE, State.ERROR):
+            self.play("listening")  # the press: audio is kept from now on, speak now
         elif new == State.IDLE and old in (State.LISTENING, State.THINKING, State.SPEAKING):
             self.play("ended")
         elif new == State.ERROR and old != State.ERROR:

@@ -52,6 +52,10 @@ class AudioEngine:
         self.capture = Capture(settings)
         self.playback = Playback(settings)
         self.cues = CuePlayer(self.playback, settings)
+        if settings.echo_mode == "gate":
+            # The mic is not kept while the speaker plays (answer or cue), so neither the answer
+            # nor a cue can echo back to the server; the button still interrupts.
+            self.capture.set_gate_source(lambda: self.playback.busy)
         self._listener = listener
         self._pa: pyaudio.PyAudio | None = None
         self._lock = threading.Lock()  # open/close of devices

@@ -84,8 +84,6 @@ class ServerEvents(RealtimeHandler):
         if latency is not None:
             self.run.stats.answer_latencies_s.append(latency)
         self.run.stats.answer_audio_ms += p.pcm_ms(len(pcm))
-        if self.conv.settings.audio.echo_mode == "gate":
-            self.conv.audio.capture.set_gate(True)  # before the first sample can echo back
         self.conv.audio.playback.write(item_id, pcm)
 
     def on_audio_done(self, response_id: str, item_id: str) -> None:

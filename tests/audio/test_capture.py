@@ -106,6 +106,25 @@ def test_gate_closed_discards_audio(rig):
         pa.terminate()
 
 
+def test_gate_source_is_followed_while_armed(rig):
+    """The engine drives the gate from `playback.busy`; the capture follows it callback by
+    callback, whoever else calls set_gate (or nobody, while still connecting)."""
+    pa = open_portaudio()
+    cap = Capture(AudioSettings(frame_ms=20))
+    speaker_busy = [True]
+    cap.set_gate_source(lambda: speaker_busy[0])
+    try:
+        cap.open(pa, find_device(pa, MIC_DEVICE, "input"))
+        cap.arm()
+        assert rig.play_into_mic(tone(500, 0.5), 24000).wait(10)
+        assert cap.read_frame(timeout_s=0.3) is None  # the speaker was busy: nothing kept
+        speaker_busy[0] = False
+        assert cap.read_frame(timeout_s=5) is not None
+    finally:
+        cap.close()
+        pa.terminate()
+
+
 @pytest.fixture(scope="module")
 def jack_rig(rig):
     rig.start_jack(48000)

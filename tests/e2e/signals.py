@@ -43,3 +43,11 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> 
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
     return value
+
+
+def wait_for_chime_end(speaker, timeout_s: float = 5.0) -> None:
+    """A patient presses, hears the chime, then talks: wait until the speaker recording shows
+    the chime and 0.2 s of quiet after it (the echo gate drops the mic while it sounds)."""
+    wait_until(lambda: loud_runs(speaker.samples()), timeout_s, "the chime at the press")
+    wait_until(lambda: (r := loud_runs(speaker.samples())) and
+               r[-1][1] + 0.2 * 24000 < len(speaker.samples()), timeout_s, "the chime's end")

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from pydantic import Field, TypeAdapter
 
-from tests.e2e.signals import dominant_hz, longest_run, loud_runs, tone, utterance, wait_until
+from tests.e2e.signals import (
+    dominant_hz,
+    longest_run,
+    loud_runs,
+    tone,
+    utterance,
+    wait_for_chime_end,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.audio]
 
@@ -23,9 +31,13 @@ def _client_event_adapter() -> TypeAdapter[Any]:
 def test_press_connects_and_streams_what_the_microphone_hears(start_kiosk, sim, rig):
     kiosk = start_kiosk()
     assert kiosk.systemd.states() == ["idle"]  # READY=1 with STATUS=idle ...: self-check ok
+    speaker = rig.record_speaker()
+    assert speaker.wait_ready(5)
     kiosk.press()
     kiosk.wait_state("connecting")
     kiosk.wait_state("listening")
+    wait_for_chime_end(speaker)
+    speaker.stop()
 
     grant_request = sim.gateway_requests[-1]
     assert grant_request.path == "/api/voice/realtime-session"
@@ -120,3 +132,52 @@ def test_voice_barge_in_with_full_duplex(start_kiosk, sim, rig):
     conn = sim.last_connection
     _assert_silent_after_barge_in(kiosk, speaker, conn, sim)
     assert "response.cancel" not in conn.client_types()  # interrupt_response does it
+
+
+def test_words_spoken_right_after_the_chime_survive_a_slow_connect(start_kiosk, sim, rig):
+    """Press, hear the chime, talk at once: the kiosk is still connecting (slow gateway), yet
+    every word reaches the server, in order."""
+    kiosk = start_kiosk()
+    sim.knobs.gateway_delay_s = 1.5
+    speaker = rig.record_speaker()
+    assert speaker.wait_ready(5)
+    kiosk.press()
+    kiosk.wait_state("connecting")
+    wait_for_chime_end(speaker)
+    speaker.stop()
+    # Two tones one after the other: order matters as much as completeness.
+    feed = rig.play_into_mic(np.concatenate([tone(500, 0.6, amplitude=0.3),
+                                             tone(900, 0.6, amplitude=0.3),
+                                             np.zeros(24000, np.int16)]), 24000)
+    kiosk.wait_state("listening")
+    assert "listening" not in kiosk.systemd.states()[:-1]  # it was connecting all along
+    assert feed.wait(10)
+    kiosk.wait_state("thinking")
+    heard = longest_run(sim.last_connection.audio)
+    assert len(heard) == pytest.approx(1.2 * 24000, rel=0.1), (
+        loud_runs(sim.last_connection.audio), len(sim.last_connection.audio),
+        kiosk.proc.log[-2500:])
+    half = len(heard) // 2
+    assert dominant_hz(heard[:half], 24000) == pytest.approx(500, rel=0.02)
+    assert dominant_hz(heard[half:], 24000) == pytest.approx(900, rel=0.02)
+
+
+def test_echo_gate_keeps_the_kiosks_own_voice_out_of_the_microphone(start_kiosk, sim, rig):
+    """A plain speaker next to the microphone: the answer echoes back (a real PulseAudio
+    loopback), yet the server never hears it and the answer is not cut short."""
+    kiosk = start_kiosk(audio={"echo_mode": "gate"})
+    rig.add_echo()
+    try:
+        kiosk.press()
+        kiosk.wait_state("listening")
+        conn = sim.last_connection
+        kiosk.say(utterance())
+        kiosk.wait_state("speaking")
+        sent_at_answer = len(conn.audio)
+        kiosk.wait_state("listening", timeout_s=10)
+        during_answer = conn.audio[sent_at_answer:]
+    finally:
+        rig.remove_echo()
+    assert not conn.truncations  # no barge-in by its own voice
+    assert not loud_runs(during_answer), "the answer's echo reached the server"
+    assert "answer finished" in kiosk.systemd.messages[-1][1]["STATUS"]

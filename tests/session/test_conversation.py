@@ -172,27 +172,6 @@ def test_button_interrupt_stops_the_answer(sim: Simulator, conversation, audio: 
     assert not audio.playback.busy
 
 
-def test_echo_gate_keeps_the_answer_out_of_the_microphone(sim: Simulator, conversation,
-                                                          audio: FakeAudio,
-                                                          posted: Posted) -> None:
-    conv = conversation(audio={"echo_mode": "gate"})
-    conv.start("s1")
-    posted.wait_for(SessionReady)
-    audio.capture.speak(utterance())
-    posted.wait_for(AnswerStarted)
-    sent_before = len(sim.last_connection.audio)
-    audio.capture.speak(speech_like(0.5))  # the speaker's echo, while the answer plays
-    posted.wait_for(AnswerFinished)
-    assert audio.capture.discarded_by_gate > 0
-    assert True in audio.capture.gate_history
-    assert conv.stats.barge_ins == 0
-    # After the answer the gate opens again and the patient is heard.
-    sim.wait_for(lambda: not audio.capture.gate_closed)
-    audio.capture.speak(utterance())
-    posted.wait_for(SpeechStopped, count=2)
-    assert len(sim.last_connection.audio) > sent_before
-
-
 def test_two_turns_in_one_session(sim: Simulator, conversation, audio: FakeAudio,
                                   posted: Posted) -> None:
     conv = conversation()

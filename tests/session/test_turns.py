@@ -41,7 +41,6 @@ def test_a_response_cancelled_by_the_server_still_plays_out(audio: FakeAudio,
     events.on_response_done("r1", "cancelled")
     assert posted.wait_for(AnswerFinished).item_id == "a1"
     assert audio.playback.played_ms("a1") == 100
-    assert audio.capture.gate_closed  # the echo gate closed for the answer
     assert run.stats.answer_latencies_s and run.stats.answer_audio_ms == 100
 
 
