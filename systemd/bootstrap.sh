@@ -43,7 +43,7 @@ install_packages() {
 install_venv() {
     local stamp=.venv/.installed
     local want
-    X
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
     if [ ! -x .venv/bin/python ]; then
         say "creating .venv"
         python3 -m venv .venv
