@@ -58,10 +58,10 @@ def bench_capture(rate: int, seconds: float) -> float:
     cap = Capture(SETTINGS)
     cap.prepare(rate, 1)
     cap.arm()
-    block = rate * FRAME_MS // 1000
+    block = cap.block_samples  # as the device would call back
     src = _tone(rate, 1.0)
     blocks = [src[i:i + block].tobytes() for i in range(0, len(src) - block + 1, block)]
-    n_blocks = int(seconds * 1000 / FRAME_MS)
+    n_blocks = int(seconds * rate / block)
     sent = 0
     t0 = time.process_time()
     for i in range(n_blocks):
@@ -144,7 +144,7 @@ def bench_latency(rate: int, seconds: float) -> list[float]:
     cap = Capture(SETTINGS)
     cap.prepare(rate, 1)
     cap.arm()
-    block = rate * FRAME_MS // 1000
+    block = cap.block_samples  # as the device would call back
     src = _tone(rate, 1.0)
     blocks = [src[i:i + block].tobytes() for i in range(0, len(src) - block + 1, block)]
     stop = threading.Event()
@@ -156,7 +156,7 @@ def bench_latency(rate: int, seconds: float) -> list[float]:
         while not stop.is_set():
             cap.callback(blocks[i % len(blocks)], block, {}, 0)
             i += 1
-            stop.wait(max(0.0, start + i * FRAME_MS / 1000 - time.monotonic()))
+            stop.wait(max(0.0, start + i * block / rate - time.monotonic()))
 
     def sender() -> None:
         while not stop.is_set():

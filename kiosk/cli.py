@@ -104,9 +104,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from kiosk.audio.devices import format_device_table
+    from kiosk.audio.devices import format_device_table, list_devices
 
-    print(format_device_table())
+    print(format_device_table(list_devices()))
     return 0
 
 
@@ -116,7 +116,7 @@ def _test_audio(args: argparse.Namespace) -> int:
         return 1
     from kiosk.audio.selftest import run_test_audio
 
-    return run_test_audio(settings.audio, sys.stdout, seconds=args.seconds)
+    return run_test_audio(settings.audio, sys.stdout, record_s=args.seconds)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -56,7 +56,10 @@ class _Pipeline:
                  quality: str) -> None:
         self.rate_hz = rate_hz
         self.channels = channels
-        self.block = max(1, rate_hz * settings.frame_ms // 1000)
+        # A resampling stream hands out converted audio in lumps of about its input block, so a
+        # frame can wait for the next callback; half-frame blocks keep that wait short.
+        block_ms = settings.frame_ms if rate_hz == SAMPLE_RATE_HZ else settings.frame_ms / 2
+        self.block = max(1, int(rate_hz * block_ms / 1000))
         self.frame_samples = SAMPLE_RATE_HZ * settings.frame_ms // 1000
         self.ring = RingBuffer(int(settings.capture_buffer_s * rate_hz), mode="capture")
         self.resampler = StreamResampler(rate_hz, SAMPLE_RATE_HZ, quality=quality)
@@ -159,6 +162,11 @@ class Capture:
             return stream is not None and stream.is_active()
         except OSError:
             return False
+
+    @property
+    def block_samples(self) -> int | None:
+        """Device samples per callback (what the stream is opened with)."""
+        return self._pipe.block if self._pipe else None
 
     @property
     def device_rate_hz(self) -> int | None:
