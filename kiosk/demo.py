@@ -38,14 +38,14 @@ class Timeline:
     def __init__(self) -> None:
         self.changes: list[StateChange] = []
         self._cond = threading.Condition()
-        self.on_listening: Any = None  # called (off the controller thread) on each listening
+        self.on_press: Any = None  # called (off the controller thread) when a session starts
 
     def on_state_change(self, change: StateChange) -> None:
         with self._cond:
             self.changes.append(change)
             self._cond.notify_all()
-        if change.new is State.LISTENING and self.on_listening is not None:
-            threading.Thread(target=self.on_listening, args=(change,), daemon=True).start()
+        if change.new is State.CONNECTING and self.on_press is not None:
+            threading.Thread(target=self.on_press, args=(change,), daemon=True).start()
 
     def wait_for(self, state: State, after: int, timeout_s: float) -> int:
         """Index of the first change into `state` at or after index `after`."""
@@ -100,7 +100,7 @@ def run_demo(args: argparse.Namespace) -> int:
         recorder = None
         if rig is not None:
             question = _sample_question(rig.env)
-            timeline.on_listening = lambda change: _speak_when_fresh(rig, question, change)
+            timeline.on_press = lambda change: _speak_after_chime(rig, kiosk, question, change)
             recorder = rig.record_speaker()
             cleanup.callback(_save_answer, recorder, args.answer_wav)
         print(f"voice-kiosk demo: simulator at {sim.gateway_url}, mock GPIO, "
@@ -147,7 +147,6 @@ class _Rig:
     def __init__(self, audio: Any, mic: str, speaker: str):
         self.audio, self.mic, self.speaker = audio, mic, speaker
         self.env = audio.env
-        self.spoken_for: set[str] = set()
 
     def record_speaker(self) -> Any:
         return self.audio.record_speaker()
@@ -199,13 +198,13 @@ def _wav_to_24k(data: bytes) -> np.ndarray:
     return (out * (16000 / peak)).astype(np.int16)  # a clear, unclipped level
 
 
-def _speak_when_fresh(rig: _Rig, question: np.ndarray, change: StateChange) -> None:
-    """Speak the question once per session, right after the kiosk starts listening."""
-    if change.session_id is None or change.session_id in rig.spoken_for:
-        return
-    if change.old is not State.CONNECTING:
-        return
-    rig.spoken_for.add(change.session_id)
+def _speak_after_chime(rig: _Rig, kiosk: Any, question: np.ndarray,
+                       change: StateChange) -> None:
+    """Like a patient: press, hear the chime, speak at once (often while the kiosk is still
+    connecting: it keeps the audio and sends it when the session is ready)."""
+    deadline = time.monotonic() + 2.0
+    while kiosk.audio.playback.busy and time.monotonic() < deadline:
+        time.sleep(0.02)  # the chime; the echo gate would keep words said over it out
     print(f"  (the virtual patient says: \"{QUESTION}\")")
     rig.play_into_mic(question).wait(15)
 
