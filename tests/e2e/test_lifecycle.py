@@ -148,3 +148,11 @@ def test_a_hung_controller_loop_stops_the_watchdog_pings(tmp_path, rig, sim):
         proc.kill()
         proc.wait(10)
         systemd.close()
+
+
+def test_watchdog_pings_at_half_the_interval_while_healthy(start_kiosk):
+    kiosk = start_kiosk()  # WATCHDOG_USEC=1000000: a ping every 0.5 s
+    times = [kiosk.systemd.wait_for("WATCHDOG", "1", timeout_s=3)[0] for _ in range(6)]
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+    median = gaps[len(gaps) // 2]
+    assert 0.3 < median < 0.7, gaps  # generous: a shared, loaded machine
