@@ -156,3 +156,16 @@ class SystemdView:
         self._closed = True
         self._thread.join(2)
         self._sock.close()
+
+
+class ManualClock:
+    """A monotonic clock the test moves forward (for Retry-After and auth hold periods)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -10,17 +10,7 @@ from kiosk import events as ev
 from kiosk.controller import Controller
 from kiosk.settings import SessionSettings
 from kiosk.states import State, StateChange
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.harness import ManualClock
 
 
 class RecordingConversation:
@@ -53,7 +43,7 @@ class Recorder:
 
 @pytest.fixture
 def kiosk():
-    clock = FakeClock()
+    clock = ManualClock()
     conv = RecordingConversation()
     c = Controller(SessionSettings(idle_timeout_s=30, max_session_s=120, error_display_s=5),
                    conv, clock=clock)

@@ -28,14 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import pyaudio
 
-from kiosk.audio.devices import (
-    AudioDeviceError,
-    DeviceInfo,
-    choose_format,
-    describe_available,
-    list_devices,
-    quiet_stderr,
-)
+from kiosk.audio.devices import DeviceInfo, choose_format, close_stream, open_stream
 from kiosk.audio.resample import CAPTURE_QUALITY, StreamResampler, downmix_into
 from kiosk.audio.ringbuffer import RingBuffer
 from kiosk.ports import SAMPLE_RATE_HZ, Frame
@@ -128,28 +121,14 @@ class Capture:
         self.prepare(rate, ch)
         assert self._pipe is not None
         self.last_callback_at = time.monotonic()  # grace period until the first callback
-        try:
-            with quiet_stderr():
-                self._stream = pa.open(format=pyaudio.paInt16, channels=ch, rate=rate,
-                                       input=True, input_device_index=device.index,
-                                       frames_per_buffer=self._pipe.block,
-                                       stream_callback=self.callback)
-        except OSError as exc:
-            raise AudioDeviceError(
-                f"could not open microphone {device.name!r} ({ch} ch at {rate} Hz): {exc}. "
-                "Is it in use by another program or just unplugged? "
-                f"{describe_available(list_devices(pa), 'input')}.") from None
+        self._stream = open_stream(pa, device, "input", rate, ch, self._pipe.block,
+                                   self.callback)
         self.device_name = device.name
 
     def close(self) -> None:
         """Close the stream (abort, never drain: a stalled device must not hang us)."""
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                with quiet_stderr():
-                    stream.close()
-            except OSError:
-                pass  # the device is already gone; nothing left to release
+        close_stream(stream)
 
     @property
     def is_open(self) -> bool:

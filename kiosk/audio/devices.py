@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -201,3 +201,34 @@ def choose_format(pa: pyaudio.PyAudio, dev: DeviceInfo, direction: Direction,
         f"{', '.join(map(str, _FALLBACK_RATES))} Hz): it is unplugged, in use by another "
         f"program, or unsupported; {describe_available(list_devices(pa), direction)}. "
         "Check `voice-kiosk devices`.")
+
+
+def open_stream(pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, rate: int,
+                channels: int, block: int,
+                callback: Callable[..., tuple[bytes | None, int]]) -> pyaudio.Stream:
+    """Open and start a 16-bit callback stream; AudioDeviceError (naming the device and listing
+    the ones that exist) when the device refuses."""
+    what = "microphone" if direction == "input" else "speaker"
+    try:
+        with quiet_stderr():
+            return pa.open(format=pyaudio.paInt16, channels=channels, rate=rate,
+                           input=direction == "input", output=direction == "output",
+                           input_device_index=device.index if direction == "input" else None,
+                           output_device_index=device.index if direction == "output" else None,
+                           frames_per_buffer=block, stream_callback=callback)
+    except OSError as exc:
+        raise AudioDeviceError(
+            f"could not open {what} {device.name!r} ({channels} ch at {rate} Hz): {exc}. "
+            "Is it in use by another program or just unplugged? "
+            f"{describe_available(list_devices(pa), direction)}.") from None
+
+
+def close_stream(stream: pyaudio.Stream | None) -> None:
+    """Close a stream without draining it: a stalled or unplugged device must not hang us."""
+    if stream is None:
+        return
+    try:
+        with quiet_stderr():
+            stream.close()
+    except OSError:
+        pass  # the device is already gone; nothing left to release

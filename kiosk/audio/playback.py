@@ -27,14 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyaudio
 
-from kiosk.audio.devices import (
-    AudioDeviceError,
-    DeviceInfo,
-    choose_format,
-    describe_available,
-    list_devices,
-    quiet_stderr,
-)
+from kiosk.audio.devices import DeviceInfo, choose_format, close_stream, open_stream
 from kiosk.audio.notifier import Listener, Notifier
 from kiosk.audio.resample import StreamResampler
 from kiosk.audio.ringbuffer import RingBuffer
@@ -123,29 +116,15 @@ class Playback:
         rate, ch = choose_format(pa, device, "output", channels)
         self.prepare(rate, ch)
         self.last_callback_at = time.monotonic()
-        try:
-            with quiet_stderr():
-                self._stream = pa.open(format=pyaudio.paInt16, channels=ch, rate=rate,
-                                       output=True, output_device_index=device.index,
-                                       frames_per_buffer=self._dev.block,
-                                       stream_callback=self.callback)
-        except OSError as exc:
-            raise AudioDeviceError(
-                f"could not open speaker {device.name!r} ({ch} ch at {rate} Hz): {exc}. "
-                "Is it in use by another program or just unplugged? "
-                f"{describe_available(list_devices(pa), 'output')}.") from None
+        self._stream = open_stream(pa, device, "output", rate, ch, self._dev.block,
+                                   self.callback)
         self.device_name = device.name
 
     def close(self) -> None:
         """Close the stream (abort: a stalled device must not hang us); the queue is dropped
         and an item that was playing is reported as flushed."""
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                with quiet_stderr():
-                    stream.close()
-            except OSError:
-                pass
+        close_stream(stream)
         with self._lock:
             for item in self._items:
                 self._notifier.post("flushed", item.item_id)

@@ -104,16 +104,3 @@ def utterance(speech_s: float = 0.8, lead_s: float = 0.2, tail_s: float = 0.8) -
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
-
-
-class ManualClock:
-    """A monotonic clock the test moves forward (for Retry-After and auth hold periods)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds

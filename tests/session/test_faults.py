@@ -10,7 +10,8 @@ import pytest
 
 from kiosk.events import AnswerFinished, Fault, SessionEnded, SessionReady, SpeechStopped
 from kiosk.sim import Simulator
-from tests.session.conftest import ManualClock, utterance
+from tests.harness import ManualClock
+from tests.session.conftest import utterance
 from tests.session.fakes import FakeAudio, Posted
 
 

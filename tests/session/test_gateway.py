@@ -17,7 +17,7 @@ from kiosk.session.gateway import GatewayClient, parse_grant
 from kiosk.session.http import parse_retry_after, ssl_context
 from kiosk.settings import GatewaySettings, RealtimeSettings
 from kiosk.sim import Simulator
-from tests.session.conftest import ManualClock
+from tests.harness import ManualClock
 
 
 def client(sim: Simulator, clock: ManualClock | None = None, **fields) -> GatewayClient:
