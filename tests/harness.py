@@ -1,4 +1,5 @@
-"""Run `voice-kiosk run` as a subprocess, the way systemd does, and watch its log."""
+"""Test harness: `voice-kiosk run` as a subprocess, the service manager's NOTIFY_SOCKET, a
+clock the test moves by hand."""
 
 from __future__ import annotations
 
