@@ -94,7 +94,7 @@ class Kiosk:
     def _start_gpio(self) -> None:
         from kiosk.hw.button import KioskButton
         from kiosk.hw.leds import StatusLight
-        from kiosk.hw.pins import GpioUnavailable, make_pin_factory
+        from kiosk.hw.pins import make_pin_factory
 
         gpio = self.settings.gpio
         try:
@@ -105,7 +105,7 @@ class Kiosk:
             self.controller.add_observer(self.light)
             self.button = KioskButton(gpio, factory, self.press)
             self._closers.append(self.button.close)
-        except (GpioUnavailable, Exception) as exc:  # noqa: BLE001 - any GPIO failure
+        except Exception as exc:  # noqa: BLE001 - GpioUnavailable, or a pin already in use
             # The kiosk stays up (SIGUSR1 still works) and shows the problem; a reload with a
             # fixed configuration retries.
             self.gpio_problem = str(exc)
