@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 import websocket
@@ -64,6 +65,15 @@ class RealtimeHandler:
         """The connection ended (called exactly once, also after close())."""
 
 
+def realtime_url(base: str, model: str) -> str:
+    """`base` with `?model=` set to `model` (replacing one the gateway may already have put
+    there, keeping any other query parameters)."""
+    parts = urllib.parse.urlsplit(base)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "model"]
+    query.append(("model", model))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
 class RealtimeClient:
     """One WebSocket connection for one session grant."""
 
@@ -99,8 +109,7 @@ class RealtimeClient:
         RealtimeError. On success the reader thread runs and events flow to the handler."""
         timeout_s = timeout_s or self.settings.connect_timeout_s
         deadline = time.monotonic() + timeout_s
-        sep = "&" if "?" in self.grant.url else "?"
-        url = f"{self.grant.url}{sep}model={self.grant.model}"
+        url = realtime_url(self.grant.url, self.grant.model)
         try:
             ws = websocket.create_connection(
                 url, timeout=timeout_s, header=[f"Authorization: Bearer {self.grant.token}"],

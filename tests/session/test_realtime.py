@@ -121,3 +121,13 @@ def test_unknown_events_and_junk_are_ignored(sim: Simulator, key_file: Path) -> 
     assert handler.errors[0][2] == "ignore"
     assert client.dropped_messages == 5 and client.connected
     client.close()
+
+
+def test_realtime_url_sets_the_model_once_and_keeps_other_parameters() -> None:
+    from kiosk.session.realtime import realtime_url
+
+    assert realtime_url("wss://api.openai.com/v1/realtime", "gpt-realtime") == \
+        "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert realtime_url("wss://gw.example/v1/realtime?model=retired&region=eu",
+                        "gpt-realtime") == \
+        "wss://gw.example/v1/realtime?region=eu&model=gpt-realtime"
