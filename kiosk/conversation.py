@@ -319,9 +319,11 @@ class RealtimeConversation:
                      "button" if by_button else "voice", end_ms)
             if client is not None:
                 client.truncate(item, end_ms)
-        # The server cancels by itself on voice barge-in when interrupt_response is on.
+        # With interrupt_response on, the service cancels on the patient's speech; on a button
+        # press it finishes generating and its late deltas are dropped (tracker), so the
+        # kiosk sends response.cancel only when interrupt_response is off (the protocol rule).
         if response is not None and client is not None and (
-                by_button or not self.settings.realtime.interrupt_response):
+                not self.settings.realtime.interrupt_response):
             with run.tracker.lock:
                 active = run.tracker.active_response == response
             if active:
