@@ -66,8 +66,10 @@ case "$what" in
     test)
         .venv/bin/ruff check kiosk tests bench
         exec .venv/bin/python -m pytest "$@" ;;
-    bench)
-        .venv/bin/python bench/audio.py
-        exec .venv/bin/python bench/e2e.py ;;
+    bench)  # both always run; the exit code says whether every target was met
+        status=0
+        .venv/bin/python bench/audio.py || status=$?
+        .venv/bin/python bench/e2e.py || status=$?
+        exit "$status" ;;
     *) say "unknown command '$what': use demo, test, bench or venv"; exit 2 ;;
 esac
