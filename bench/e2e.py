@@ -128,9 +128,9 @@ def instrument(kiosk: Any, sim: Any, probe: Probe) -> dict[str, list[float]]:
 
 
 def utterance() -> np.ndarray:
-    from kiosk.sim import silence, speech_like
+    from kiosk.sim import utterance
 
-    return np.concatenate([silence(0.2), speech_like(0.8), silence(1.0)])
+    return utterance(tail_s=1.0)
 
 
 def run_kiosk(runs: int) -> dict[str, list[float]]:

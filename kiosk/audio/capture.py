@@ -28,7 +28,13 @@ from collections.abc import Callable
 import numpy as np
 import pyaudio
 
-from kiosk.audio.devices import DeviceInfo, choose_format, close_stream, open_stream
+from kiosk.audio.devices import (
+    DeviceInfo,
+    choose_format,
+    close_stream,
+    open_stream,
+    stream_is_active,
+)
 from kiosk.audio.resample import CAPTURE_QUALITY, StreamResampler, downmix_into
 from kiosk.audio.ringbuffer import RingBuffer
 from kiosk.ports import SAMPLE_RATE_HZ, Frame
@@ -136,11 +142,7 @@ class Capture:
 
     def stream_active(self) -> bool:
         """PortAudio still runs the stream (False after a host error ended it)."""
-        stream = self._stream
-        try:
-            return stream is not None and stream.is_active()
-        except OSError:
-            return False
+        return stream_is_active(self._stream)
 
     @property
     def block_samples(self) -> int | None:

@@ -232,3 +232,11 @@ def close_stream(stream: pyaudio.Stream | None) -> None:
             stream.close()
     except OSError:
         pass  # the device is already gone; nothing left to release
+
+
+def stream_is_active(stream: pyaudio.Stream | None) -> bool:
+    """PortAudio still runs the stream (False when closed or after a host error ended it)."""
+    try:
+        return stream is not None and stream.is_active()
+    except OSError:
+        return False

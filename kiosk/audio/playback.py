@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyaudio
 
-from kiosk.audio.devices import DeviceInfo, choose_format, close_stream, open_stream
+from kiosk.audio.devices import (
+    DeviceInfo,
+    choose_format,
+    close_stream,
+    open_stream,
+    stream_is_active,
+)
 from kiosk.audio.notifier import Listener, Notifier
 from kiosk.audio.resample import StreamResampler
 from kiosk.audio.ringbuffer import RingBuffer
@@ -140,11 +146,8 @@ class Playback:
         return self._stream is not None
 
     def stream_active(self) -> bool:
-        stream = self._stream
-        try:
-            return stream is not None and stream.is_active()
-        except OSError:
-            return False
+        """PortAudio still runs the stream (False after a host error ended it)."""
+        return stream_is_active(self._stream)
 
     @property
     def device_rate_hz(self) -> int:

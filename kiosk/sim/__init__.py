@@ -2,7 +2,7 @@
 
 from kiosk.sim.records import GatewayRequest, RealtimeConnection, SimKnobs
 from kiosk.sim.simulator import INJECTABLE, Simulator
-from kiosk.sim.voice import silence, speech_like, synth_voice
+from kiosk.sim.voice import silence, speech_like, synth_voice, utterance
 
 __all__ = ["INJECTABLE", "GatewayRequest", "RealtimeConnection", "SimKnobs", "Simulator",
-           "silence", "speech_like", "synth_voice"]
+           "silence", "speech_like", "synth_voice", "utterance"]

@@ -35,3 +35,12 @@ def speech_like(duration_s: float, f0_hz: float = 140.0, *,
 
 def silence(duration_s: float, *, rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     return np.zeros(int(round(duration_s * rate_hz)), dtype=np.int16)
+
+
+def utterance(speech_s: float = 0.8, lead_s: float = 0.2, tail_s: float = 0.8, *,
+              rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """A patient's turn: silence, a spoken-like phrase, then enough silence for the server
+    VAD to end the turn (its default silence_duration_ms is 500)."""
+    return np.concatenate([silence(lead_s, rate_hz=rate_hz),
+                           speech_like(speech_s, rate_hz=rate_hz),
+                           silence(tail_s, rate_hz=rate_hz)])

@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kiosk.sim import silence, speech_like
+from kiosk.sim import utterance as sim_utterance
 from tests.audio.helpers import dominant_hz, tone  # noqa: F401 - re-exported for the tests
 
 
 def utterance(speech_s: float = 0.8, lead_s: float = 0.2, tail_s: float = 1.0) -> np.ndarray:
-    """Silence, a spoken-like phrase, then enough silence for the server VAD to end the turn."""
-    return np.concatenate([silence(lead_s), speech_like(speech_s), silence(tail_s)])
+    """A patient's turn, with a little more trailing silence: real devices add latency."""
+    return sim_utterance(speech_s, lead_s, tail_s)
 
 
 def loud_runs(x: np.ndarray, rate_hz: int = 24000, threshold: int = 800,

@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from kiosk.conversation import RealtimeConversation
@@ -21,7 +20,7 @@ from kiosk.settings import (
     RealtimeSettings,
     Settings,
 )
-from kiosk.sim import Simulator, silence, speech_like
+from kiosk.sim import Simulator
 from tests.session.fakes import FakeAudio, Posted
 
 
@@ -93,11 +92,6 @@ def conversation(sim: Simulator, key_file: Path, audio: FakeAudio,
     yield factory
     for conv in made:
         conv.end("test over")
-
-
-def utterance(speech_s: float = 0.8, lead_s: float = 0.2, tail_s: float = 0.8) -> np.ndarray:
-    """Silence, a spoken-like phrase, then enough silence for the server VAD to end the turn."""
-    return np.concatenate([silence(lead_s), speech_like(speech_s), silence(tail_s)])
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from kiosk.events import (
     SpeechStopped,
 )
 from kiosk.session.protocol import pcm_ms
-from kiosk.sim import Simulator, silence, speech_like
-from tests.session.conftest import utterance
+from kiosk.sim import Simulator, silence, speech_like, utterance
 from tests.session.fakes import FakeAudio, Posted
 
 

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from kiosk.events import AnswerFinished, Fault, SessionEnded, SessionReady, SpeechStopped
-from kiosk.sim import Simulator
+from kiosk.sim import Simulator, utterance
 from tests.harness import ManualClock
-from tests.session.conftest import utterance
 from tests.session.fakes import FakeAudio, Posted
 
 

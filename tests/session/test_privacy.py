@@ -10,8 +10,8 @@ import pytest
 
 from kiosk.conversation import RealtimeConversation
 from kiosk.events import AnswerFinished, Fault, SessionReady
-from kiosk.sim import Simulator
-from tests.session.conftest import make_settings, utterance
+from kiosk.sim import Simulator, utterance
+from tests.session.conftest import make_settings
 from tests.session.fakes import FakeAudio, Posted
 
 

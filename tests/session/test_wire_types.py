@@ -12,9 +12,8 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from kiosk.events import AnswerFinished, AnswerStarted, SessionEnded, SessionReady
 from kiosk.session import protocol as p
 from kiosk.settings import RealtimeSettings
-from kiosk.sim import Simulator, speech_like
+from kiosk.sim import Simulator, speech_like, utterance
 from kiosk.sim.gateway_server import VOICE_CONFIG
-from tests.session.conftest import utterance
 from tests.session.fakes import FakeAudio, Posted
 
 
