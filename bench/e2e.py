@@ -128,9 +128,9 @@ def instrument(kiosk: Any, sim: Any, probe: Probe) -> dict[str, list[float]]:
 
 
 def utterance() -> np.ndarray:
-    from kiosk.sim import utterance
+    from kiosk.sim import utterance as patient_turn
 
-    return utterance(tail_s=1.0)
+    return patient_turn(tail_s=1.0)
 
 
 def run_kiosk(runs: int) -> dict[str, list[float]]:
