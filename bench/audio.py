@@ -53,14 +53,21 @@ def _tone(rate: int, seconds: float, freq: float = 440.0) -> np.ndarray:
     return (0.3 * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
-def bench_capture(rate: int, seconds: float) -> float:
-    """CPU seconds per audio second of the capture path at a device `rate`."""
+def _armed_capture(rate: int) -> tuple[Capture, int, list[bytes]]:
+    """An armed Capture for a device at `rate`, its callback block, and a second of tone cut
+    into such blocks (what the device would hand the callback)."""
     cap = Capture(SETTINGS)
     cap.prepare(rate, 1)
     cap.arm()
-    block = cap.block_samples  # as the device would call back
+    block = cap.block_samples
     src = _tone(rate, 1.0)
     blocks = [src[i:i + block].tobytes() for i in range(0, len(src) - block + 1, block)]
+    return cap, block, blocks
+
+
+def bench_capture(rate: int, seconds: float) -> float:
+    """CPU seconds per audio second of the capture path at a device `rate`."""
+    cap, block, blocks = _armed_capture(rate)
     n_blocks = int(seconds * rate / block)
     sent = 0
     t0 = time.process_time()
@@ -141,12 +148,7 @@ def bench_baseline(seconds: float) -> tuple[float, float]:
 
 def bench_latency(rate: int, seconds: float) -> list[float]:
     """Mic-to-send latencies (ms) with callbacks driven in real time by a thread."""
-    cap = Capture(SETTINGS)
-    cap.prepare(rate, 1)
-    cap.arm()
-    block = cap.block_samples  # as the device would call back
-    src = _tone(rate, 1.0)
-    blocks = [src[i:i + block].tobytes() for i in range(0, len(src) - block + 1, block)]
+    cap, block, blocks = _armed_capture(rate)
     stop = threading.Event()
     latencies: list[float] = []
 
