@@ -210,7 +210,7 @@ class RealtimeConversation:
                         live = True
                         break
                     parts.append(more.pcm)
-            pcm = np.concatenate(parts).astype("<i2").tobytes()
+            pcm = p.pcm16_bytes(parts[0] if len(parts) == 1 else np.concatenate(parts))
             if not self._send(run, client, pcm):
                 break
             if not live:

@@ -5,10 +5,11 @@ from its first syllable (opening a USB/PulseAudio stream can take 60-300 ms). Un
 the callback only updates the level meter and throws the audio away; nothing is ever written
 to disk.
 
-Inside the callback (PortAudio's thread) the work is: downmix to mono, input gain, level
-meter, and a copy into a preallocated ring, all into preallocated numpy buffers. Resampling
-to 24 kHz happens on the reader's side in `read_frame`, so the callback stays short and
-allocation-free.
+Inside the callback (PortAudio's thread) the work is: downmix to mono and input gain (only
+when the device is stereo or a gain is set) and a copy into a preallocated ring, all into
+preallocated numpy buffers. The level meter keeps a reference to the latest block and is
+computed only when someone reads it. Resampling to 24 kHz happens on the reader's side in
+`read_frame`, so the callback stays short and allocation-free.
 
 Example::
 
@@ -35,7 +36,7 @@ from kiosk.audio.devices import (
     open_stream,
     stream_is_active,
 )
-from kiosk.audio.resample import CAPTURE_QUALITY, StreamResampler, downmix_into
+from kiosk.audio.resample import StreamResampler, downmix_into
 from kiosk.audio.ringbuffer import RingBuffer
 from kiosk.ports import SAMPLE_RATE_HZ, Frame
 from kiosk.settings import AudioSettings
@@ -51,18 +52,18 @@ def dbfs(value: float) -> float:
 class _Pipeline:
     """Everything that depends on the device format, swapped as one object on reopen."""
 
-    def __init__(self, settings: AudioSettings, rate_hz: int, channels: int,
-                 quality: str) -> None:
+    def __init__(self, settings: AudioSettings, rate_hz: int, channels: int) -> None:
         self.rate_hz = rate_hz
         self.channels = channels
-        # A resampling stream hands out converted audio in lumps of about its input block, so a
-        # frame can wait for the next callback; half-frame blocks keep that wait short.
-        block_ms = settings.frame_ms if rate_hz == SAMPLE_RATE_HZ else settings.frame_ms / 2
-        self.block = max(1, int(rate_hz * block_ms / 1000))
+        self.block = max(1, rate_hz * settings.frame_ms // 1000)
         self.frame_samples = SAMPLE_RATE_HZ * settings.frame_ms // 1000
         self.ring = RingBuffer(int(settings.capture_buffer_s * rate_hz), mode="capture")
-        self.resampler = StreamResampler(rate_hz, SAMPLE_RATE_HZ, quality=quality)
+        # The steady engine converts each block as it comes (fixed ~4 ms delay), so a frame
+        # is complete in the callback that brings its last sample.
+        self.resampler = StreamResampler(rate_hz, SAMPLE_RATE_HZ, steady=True)
         self.gain = 10.0 ** (settings.input_gain_db / 20.0)
+        self.as_is = channels == 1 and self.gain == 1.0  # the callback can keep raw blocks
+        self.passthrough = self.resampler.passthrough
         # Callback scratch: sized for 4 blocks in case the host delivers bigger buffers.
         big = self.block * 4
         self.mono = np.zeros(big, np.int16)
@@ -72,6 +73,7 @@ class _Pipeline:
         self.chunk = np.zeros(self.block, np.int16)
         self.acc = np.zeros(self.frame_samples * 4 + self.block * 4, np.int16)
         self.acc_len = 0
+        self.aligned = False  # see _take_frame
         # Plain lists: the reader walks back over one or two entries, cheaper than numpy.
         self.stamp_pos: list[int] = [0] * _STAMPS
         self.stamp_time: list[float] = [0.0] * _STAMPS
@@ -86,9 +88,8 @@ class Capture:
     oldest is dropped beyond that, counted in `dropped_samples`).
     """
 
-    def __init__(self, settings: AudioSettings, quality: str = CAPTURE_QUALITY) -> None:
+    def __init__(self, settings: AudioSettings) -> None:
         self._settings = settings
-        self._quality = quality
         self._pipe: _Pipeline | None = None
         self._stream: pyaudio.Stream | None = None
         self._ready = threading.Event()
@@ -105,8 +106,7 @@ class Capture:
         """Callbacks where PortAudio reported lost input (the host could not keep up)."""
         self.callback_errors = 0
         self._overruns_before = 0  # ring overruns of earlier sessions (arm() resets the ring's)
-        self._rms = 0.0
-        self._peak = 0.0
+        self._last_block: tuple[_Pipeline, bytes] | None = None  # for the level meter
 
     # -- device side -------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class Capture:
         """Set up buffers for a device format without opening a stream (tests, bench)."""
         if self._pipe is not None:
             self._overruns_before += self._pipe.ring.overruns
-        self._pipe = _Pipeline(self._settings, device_rate_hz, channels, self._quality)
+        self._pipe = _Pipeline(self._settings, device_rate_hz, channels)
 
     def open(self, pa: pyaudio.PyAudio, device: DeviceInfo, channels: int | None = None) -> None:
         """Open and start the input stream on `device` (24 kHz if it can, else resampled).
@@ -175,30 +175,20 @@ class Capture:
         return None, pyaudio.paContinue
 
     def _keep(self, p: _Pipeline, in_data: bytes, now: float) -> None:
+        # PortAudio hands over a fresh immutable bytes object per call: keeping a reference
+        # is free, and the meter is computed from it only when read.
+        self._last_block = (p, in_data)
+        if not self._armed or self._gate_closed or (
+                self._gate_source is not None and self._gate_source()):
+            return
         raw = np.frombuffer(in_data, dtype=np.int16)
-        n = len(raw) // p.channels
-        if n > len(p.f32):
-            n = len(p.f32)  # a host handing us a giant buffer: keep what fits
-        if p.channels == 1:
-            mono = raw[:n]
-        else:
-            mono = downmix_into(raw[:n * p.channels], p.channels, p.mono, p.i32)
-        f = p.f32[:n]
-        np.copyto(f, mono, casting="unsafe")
-        if p.gain != 1.0:
-            np.multiply(f, p.gain, out=f)
-            np.clip(f, -32768.0, 32767.0, out=f)
-            mono = p.mono[:n]
-            np.copyto(mono, f, casting="unsafe")
-        self._peak = float(max(f.max(), -f.min())) if n else 0.0
-        self._rms = math.sqrt(float(np.dot(f, f)) / n) if n else 0.0
-        gated = self._gate_closed or (self._gate_source is not None and self._gate_source())
-        if self._armed and not gated:
-            p.ring.write(mono)
-            i = p.stamp_count % _STAMPS
-            p.stamp_pos[i] = p.ring.total_written
-            p.stamp_time[i] = now
-            p.stamp_count += 1
+        p.ring.write(raw if p.as_is and len(raw) <= len(p.f32) else
+                     _condition(p, raw, p.mono, p.i32, p.f32))
+        i = p.stamp_count % _STAMPS
+        p.stamp_pos[i] = p.ring.total_written
+        p.stamp_time[i] = now
+        p.stamp_count += 1
+        if not self._ready.is_set():
             self._ready.set()
 
     # -- CapturePort ---------------------------------------------------------------------
@@ -213,6 +203,7 @@ class Capture:
             p.ring.reset_counters()
             p.resampler.reset()
             p.acc_len = 0
+            p.aligned = False
         self._ready.clear()
         self._armed = True
 
@@ -253,12 +244,24 @@ class Capture:
 
     @property
     def level_dbfs(self) -> tuple[float, float]:
-        """(RMS, peak) of the latest callback block in dBFS, after gain."""
-        return dbfs(self._rms), dbfs(self._peak)
+        """(RMS, peak) of the latest callback block in dBFS, after downmix and gain."""
+        last = self._last_block
+        if last is None:
+            return dbfs(0.0), dbfs(0.0)
+        p, data = last
+        raw = np.frombuffer(data, dtype=np.int16)
+        n = len(raw) // p.channels
+        mono = _condition(p, raw, np.zeros(n, np.int16), np.zeros(n, np.int32),
+                          np.zeros(n, np.float32)).astype(np.float32)
+        if not len(mono):
+            return dbfs(0.0), dbfs(0.0)
+        peak = float(np.abs(mono).max())
+        rms = math.sqrt(float(np.dot(mono, mono)) / len(mono))
+        return dbfs(rms), dbfs(peak)
 
     def read_frame(self, timeout_s: float) -> Frame | None:
         """Next `frame_ms` of 24 kHz mono audio, or None after `timeout_s` with too little."""
-        deadline = time.monotonic() + timeout_s
+        deadline = None
         while True:
             p = self._pipe
             if p is not None:
@@ -267,6 +270,8 @@ class Capture:
                     return frame
                 if p.ring.available:
                     continue
+            if deadline is None:  # only now: a frame that is ready costs no clock read
+                deadline = time.monotonic() + timeout_s
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -276,12 +281,28 @@ class Capture:
     def _take_frame(self, p: _Pipeline) -> Frame | None:
         """Resample whatever is queued into the accumulator; cut one frame if complete."""
         fs = p.frame_samples
+        if p.passthrough:  # 24 kHz device: the ring holds frames as they are
+            if p.ring.available < fs:
+                return None
+            pcm = np.empty(fs, np.int16)
+            if p.ring.read_into(pcm) < fs:  # disarm() cleared the ring meanwhile
+                return None
+            return Frame(pcm, self._input_time(p, p.ring.total_read))
         while p.acc_len < fs:
             n = p.ring.read_into(p.chunk)
             if n == 0:
                 return None
             out = p.resampler.process(p.chunk[:n])
             m = len(out)
+            if not p.aligned and m:
+                # The filter holds its first few ms back, so the first block yields less than
+                # a frame; every frame would then end just past a block and wait for the next
+                # one. Starting the stream with that shortfall as silence puts frame ends on
+                # block ends (once per session: a few ms of silence before the first word).
+                p.aligned = True
+                pad = -m % fs
+                p.acc[:pad] = 0
+                p.acc_len = pad
             if p.acc_len + m > len(p.acc):  # cannot happen with sane blocks; never overflow
                 p.acc = np.concatenate([p.acc, np.zeros(m, np.int16)])
             p.acc[p.acc_len:p.acc_len + m] = out
@@ -292,8 +313,8 @@ class Capture:
         p.acc_len = rest
         # The frame's last sample is `rest` samples plus the filter delay older than the
         # newest input consumed; date that input from the callback stamps.
-        behind_s = (rest + p.resampler.delay_out_samples) / SAMPLE_RATE_HZ
-        return Frame(pcm=pcm, captured_at=self._input_time(p, p.ring.total_read) - behind_s)
+        behind_s = (rest + p.resampler.held_out_samples) / SAMPLE_RATE_HZ
+        return Frame(pcm, self._input_time(p, p.ring.total_read) - behind_s)
 
     @staticmethod
     def _input_time(p: _Pipeline, pos: int) -> float:
@@ -308,3 +329,24 @@ class Capture:
             best = i % _STAMPS
             i -= 1
         return p.stamp_time[best] - (p.stamp_pos[best] - pos) / p.rate_hz
+
+
+def _condition(p: _Pipeline, raw: np.ndarray, mono_out: np.ndarray, i32: np.ndarray,
+               f32: np.ndarray) -> np.ndarray:
+    """Interleaved device samples -> mono int16 with the input gain, into `mono_out`.
+
+    The scratch buffers bound the block: a host handing over more keeps what fits.
+    """
+    n = min(len(raw) // p.channels, len(f32))
+    if p.channels == 1:
+        mono = raw[:n]
+    else:
+        mono = downmix_into(raw[:n * p.channels], p.channels, mono_out, i32)
+    if p.gain != 1.0:
+        f = f32[:n]
+        np.copyto(f, mono, casting="unsafe")
+        np.multiply(f, p.gain, out=f)
+        np.clip(f, -32768.0, 32767.0, out=f)
+        mono = mono_out[:n]
+        np.copyto(mono, f, casting="unsafe")
+    return mono

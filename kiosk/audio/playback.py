@@ -1,11 +1,12 @@
 """The speaker path: answer audio -> jitter ring -> PortAudio callback, with cues mixed in.
 
 Answer audio arrives from the network in bursts (often faster than real time). `write()`
-resamples it to the device rate if needed, fades its first 5 ms in, holds its last 5 ms back
-(so `end_item` can fade it out, and `flush` never leaves a click), and queues it in a ring of
-`playback_buffer_s`. The callback starts an item once `prebuffer_ms` is queued or the item is
-complete, plays silence on underruns (counted), applies the volume, mixes a cue on top, and
-records per item how many samples really went to the device.
+resamples it to the device rate if needed, applies the volume, fades its first 5 ms in and
+queues it in a ring of `playback_buffer_s`; `end_item` fades the last 5 ms out where they
+wait in the ring. The callback starts an item once `prebuffer_ms` is queued or the item is
+complete, plays silence on underruns (counted, the cut softened), fades out within one block
+on `flush`, mixes a cue on top, and records per item how many samples really went to the
+device. While only answer audio plays, a block is one copy out of the ring.
 
 Item events go to the listener through a `Notifier` thread: ``("started", item_id)`` when the
 item's first sample is handed to the device, ``("drained", item_id)`` when it has played out
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyaudio
@@ -60,7 +61,6 @@ class _Item:
     written_in: int = 0  # 24 kHz samples accepted from write()
     played: int = 0  # device samples handed to the device
     started: bool = False
-    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
 
 
 class _Device:
@@ -76,9 +76,11 @@ class _Device:
         self.prebuffer = rate_hz * settings.prebuffer_ms // 1000
         self.ring = RingBuffer(int(settings.playback_buffer_s * rate_hz), mode="playback")
         big = self.block * 4
+        self.max_frames = big
         self.tmp = np.zeros(big, np.int16)
         self.mix = np.zeros(big, np.float32)
         self.out = np.zeros(big * channels, np.int16)
+        self.silence = bytes(self.block * channels * 2)  # the idle callback's answer
 
 
 class Playback:
@@ -95,11 +97,14 @@ class Playback:
         self._running = False
         self._flush_req = False
         self._flush_ack = threading.Event()
-        self._gain = volume_gain(settings.volume)
+        # A numpy float32: a Python float would make every multiply a slow mixed-type one.
+        self._gain = np.float32(volume_gain(settings.volume))
         self._cue: np.ndarray | None = None  # float32 at device rate, already scaled
         self._cue_pos = 0
         self._busy_until = 0.0
-        self._tail_s = 0.1  # output latency + margin: how long played audio is still audible
+        # PortAudio's clock of the latest callback: the device's output latency is read from it
+        # (only when audio ends, to know how long it is still audible).
+        self._time_info: dict = {}
         self._notifier = Notifier("playback-events")
         self.device_name: str | None = None
         self.last_callback_at = 0.0
@@ -163,8 +168,11 @@ class Playback:
         self._notifier.set_listener(listener)
 
     def set_volume(self, percent: int) -> None:
-        """Answer volume 0-100 (cues have their own `cue_volume`)."""
-        self._gain = volume_gain(percent)
+        """Answer volume 0-100 (cues have their own `cue_volume`), for audio written from now.
+
+        The volume is applied in `write`, once per chunk, so the callback only copies.
+        """
+        self._gain = np.float32(volume_gain(percent))
 
     def write(self, item_id: str, pcm: bytes) -> None:
         """Queue 24 kHz PCM16 of an assistant item. Audio of a flushed item is ignored."""
@@ -181,14 +189,10 @@ class Playback:
                              StreamResampler(SAMPLE_RATE_HZ, dev.rate_hz))
                 self._items.append(item)
             item.written_in += len(samples)
-            data = item.resampler.process(samples)
-            if not item.started and item.played == 0 and len(item.tail) == 0 and \
-                    dev.ring.total_written == item.start:
-                data = self._fade(data, dev.ramp_up, at_start=True)
-            data = np.concatenate([item.tail, data]) if len(item.tail) else data
-            keep = min(len(data), dev.fade_n)
-            item.tail = data[len(data) - keep:].copy()
-            dev.ring.write(data[:len(data) - keep])
+            data = self._to_device(item, samples)
+            if dev.ring.total_written == item.start:  # the item's first audio: fade it in
+                data = self._fade_in(data, dev.ramp_up)
+            dev.ring.write(data)
 
     def end_item(self, item_id: str) -> None:
         """The item's audio is complete: play it out even if it is below the prebuffer."""
@@ -266,30 +270,38 @@ class Playback:
         self.last_callback_at = now
         self.callbacks += 1
         dev = self._dev
-        n = min(frame_count, len(dev.mix))
+        n = min(frame_count, dev.max_frames)
         try:
-            self._render(dev, n, now, time_info)
+            block = self._render(dev, n, now, time_info)
         except Exception:  # PyAudio would raise it in the main thread; play silence instead
             self.callback_errors += 1
-            dev.out[:n * dev.channels] = 0
-        if n < frame_count:  # a host asking for more than 4 blocks: pad, never stop
-            return dev.out[:n * dev.channels].tobytes() + bytes(
-                (frame_count - n) * dev.channels * 2), pyaudio.paContinue
+            block = None
+        if block is None:  # nothing to play: the daemon's usual state
+            if frame_count == dev.block:
+                return dev.silence, pyaudio.paContinue
+            return bytes(frame_count * dev.channels * 2), pyaudio.paContinue
         # PyAudio only accepts `bytes` here (it rejects buffers with a release hook, which
         # includes numpy views), so this one copy per block is unavoidable.
-        return dev.out[:n * dev.channels].tobytes(), pyaudio.paContinue
+        data = block.tobytes()
+        if n < frame_count:  # a host asking for more than 4 blocks: pad, never stop
+            data += bytes((frame_count - n) * dev.channels * 2)
+        return data, pyaudio.paContinue
 
-    def _render(self, dev: _Device, n: int, now: float, time_info: dict) -> None:
-        mix = dev.mix[:n]
-        mix.fill(0.0)
-        self._tail_s = self._latency_s(time_info)
+    def _render(self, dev: _Device, n: int, now: float, time_info: dict) -> np.ndarray | None:
+        """The next `n` device frames (int16, interleaved), or None for silence.
+
+        The ring holds answer audio ready for the device (rate and volume applied in
+        `write`), so a plain block is one copy; floats are only used to fade and mix cues.
+        """
+        self._time_info = time_info
+        tmp = dev.tmp
+        got = 0
+        fade = None  # a ramp over the last `got` samples (flush, or an underrun's cut)
         with self._lock:
             r0 = dev.ring.total_read
-            got = 0
             if self._flush_req:
-                got = dev.ring.read_into(dev.tmp[:min(n, dev.fade_n)])
-                np.multiply(dev.tmp[:got], dev.ramp_down[:got], out=mix[:got])
-                mix[:got] *= self._gain
+                got = dev.ring.read_into(tmp[:min(n, dev.fade_n)])
+                fade = dev.ramp_down[:got]
                 dev.ring.clear()
                 self._flush_req = False
                 self._running = False
@@ -301,18 +313,24 @@ class Playback:
                     if dev.ring.available >= dev.prebuffer or head.end is not None:
                         self._running = True
                 if self._running:
-                    got = dev.ring.read_into(dev.tmp[:n])
-                    np.multiply(dev.tmp[:got], self._gain, out=mix[:got])
-                    if got < n:
-                        open_item = any(i.end is None for i in self._items)
-                        if open_item:
-                            self.underruns += 1
-                            k = min(got, dev.fade_n)  # soften the cut into silence
-                            mix[got - k:got] *= dev.ramp_down[dev.fade_n - k:]
+                    got = dev.ring.read_into(tmp[:n])
+                    if got < n and any(i.end is None for i in self._items):
+                        self.underruns += 1
+                        k = min(got, dev.fade_n)  # soften the cut into silence
+                        fade = dev.ramp_down[dev.fade_n - k:]
                     self._account(dev, r0, r0 + got, now)
                     if not self._items:
                         self._running = False
         cue = self._cue
+        if cue is None and fade is None and got == n and dev.channels == 1:
+            return tmp[:n]  # the common case while an answer plays
+        if got == 0 and cue is None:
+            return None
+        mix = dev.mix[:n]
+        np.copyto(mix[:got], tmp[:got], casting="unsafe")
+        mix[got:].fill(0.0)
+        if fade is not None and len(fade):
+            mix[got - len(fade):got] *= fade
         if cue is not None:
             pos = self._cue_pos
             k = min(n, len(cue) - pos)
@@ -320,14 +338,12 @@ class Playback:
             self._cue_pos = pos + k
             if pos + k >= len(cue):
                 self._cue = None
-                self._busy_until = max(self._busy_until, now + self._tail_s)
-        if cue is not None or self._gain > 1.0:  # only a mix can exceed full scale
-            np.clip(mix, -32768.0, 32767.0, out=mix)
-        if dev.channels == 1:
-            np.copyto(dev.out[:n], mix, casting="unsafe")
-        else:
-            for ch in range(dev.channels):
-                np.copyto(dev.out[ch:n * dev.channels:dev.channels], mix, casting="unsafe")
+                self._busy_until = max(self._busy_until, now + self._tail_s())
+            np.clip(mix, -32768.0, 32767.0, out=mix)  # only a mix can exceed full scale
+        out = dev.out[:n * dev.channels]
+        for ch in range(dev.channels):
+            np.copyto(out[ch::dev.channels], mix, casting="unsafe")
+        return out
 
     def _account(self, dev: _Device, r0: int, r1: int, now: float) -> None:
         """Credit samples [r0, r1) to their items; post started/drained. Lock held."""
@@ -344,7 +360,7 @@ class Playback:
                 self._items.pop(0)
                 self._remember(item)
                 if item.started:
-                    self._busy_until = max(self._busy_until, now + self._tail_s)
+                    self._busy_until = max(self._busy_until, now + self._tail_s())
                 self._notifier.post("drained", item.item_id)
                 continue
             break
@@ -353,23 +369,24 @@ class Playback:
 
     def _end_locked(self, item: _Item) -> None:
         dev = self._dev
-        data = item.resampler.process(np.zeros(0, np.int16), last=True)
-        data = np.concatenate([item.tail, data]) if len(data) else item.tail
-        item.tail = np.zeros(0, np.int16)
-        data = self._fade(data, dev.ramp_down, at_start=False)
-        dev.ring.write(data)
+        dev.ring.write(self._to_device(item, np.zeros(0, np.int16), last=True))
         item.end = dev.ring.total_written
+        # Fade out the item's last 5 ms in place, as far as they still wait in the ring (if
+        # the item ran dry before its end, the callback already softened that cut).
+        dev.ring.scale_newest(dev.ramp_down, since=item.start)
+
+    def _to_device(self, item: _Item, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        """24 kHz answer audio -> the device's rate, at the answer volume."""
+        data = item.resampler.process(samples, last=last)
+        if self._gain != 1.0 and len(data):
+            data = (data * self._gain).astype(np.int16)
+        return data
 
     @staticmethod
-    def _fade(data: np.ndarray, ramp: np.ndarray, at_start: bool) -> np.ndarray:
+    def _fade_in(data: np.ndarray, ramp: np.ndarray) -> np.ndarray:
         k = min(len(data), len(ramp))
-        if k == 0:
-            return data
         out = np.array(data, dtype=np.int16, copy=True)
-        if at_start:
-            out[:k] = (out[:k] * ramp[:k]).astype(np.int16)
-        else:
-            out[len(out) - k:] = (out[len(out) - k:] * ramp[len(ramp) - k:]).astype(np.int16)
+        out[:k] = (out[:k] * ramp[:k]).astype(np.int16)
         return out
 
     def _played_ms_of(self, item: _Item) -> int:
@@ -390,9 +407,9 @@ class Playback:
         self._running = False
         self._cue = None
 
-    @staticmethod
-    def _latency_s(time_info: dict) -> float:
-        """Seconds until what we hand over now is heard (for the echo gate's tail)."""
+    def _tail_s(self) -> float:
+        """Seconds until what was handed over last is heard (for the echo gate's tail)."""
+        time_info = self._time_info
         try:
             lat = float(time_info["output_buffer_dac_time"]) - float(time_info["current_time"])
         except (KeyError, TypeError, ValueError):

@@ -113,9 +113,11 @@ class RingBuffer:
                     if n == 0:
                         return 0
             start = self._written % cap
-            first = min(n, cap - start)
-            self._buf[start:start + first] = samples[:first]
-            if first < n:
+            if start + n <= cap:  # the usual case: one contiguous copy
+                self._buf[start:start + n] = samples
+            else:
+                first = cap - start
+                self._buf[start:] = samples[:first]
                 self._buf[:n - first] = samples[first:n]
             self._written += n
         return n
@@ -127,15 +129,18 @@ class RingBuffer:
             return 0
         cap = self._capacity
         with self._lock:
-            avail = self._written - self._read
-            n = min(want, avail)
-            if n < want:
+            n = self._written - self._read
+            if n >= want:
+                n = want
+            else:
                 self.underruns += 1
             if n:
                 start = self._read % cap
-                first = min(n, cap - start)
-                out[:first] = self._buf[start:start + first]
-                if first < n:
+                if start + n <= cap:  # the usual case: one contiguous copy
+                    out[:n] = self._buf[start:start + n]
+                else:
+                    first = cap - start
+                    out[:first] = self._buf[start:]
                     out[first:n] = self._buf[:n - first]
                 self._read += n
         return n
@@ -145,6 +150,26 @@ class RingBuffer:
         out = np.empty(count, dtype=np.int16)
         n = self.read_into(out)
         return out[:n]
+
+    def scale_newest(self, factors: np.ndarray, since: int = 0) -> int:
+        """Multiply the newest queued samples in place by `factors`, whose last entry meets the
+        newest sample; samples already read or before position `since` are left alone.
+        Returns how many were scaled (playback fades an item's end this way)."""
+        with self._lock:
+            lo = max(self._read, since, self._written - len(factors))
+            k = self._written - lo
+            if k <= 0:
+                return 0
+            f = factors[len(factors) - k:]
+            cap = self._capacity
+            start = lo % cap
+            first = min(k, cap - start)
+            seg = self._buf[start:start + first]
+            seg[:] = seg * f[:first]
+            if first < k:
+                seg = self._buf[:k - first]
+                seg[:] = seg * f[first:]
+        return k
 
     def clear(self) -> int:
         """Drop everything queued (not counted as dropped); returns how many samples."""

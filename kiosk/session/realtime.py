@@ -193,7 +193,7 @@ class RealtimeClient:
         data = p.dumps(event)
         try:
             with self._send_lock:
-                ws.send(data)
+                ws.send(data, websocket.ABNF.OPCODE_TEXT)  # UTF-8 JSON bytes, a text frame
         except (OSError, websocket.WebSocketException, AttributeError) as exc:
             if not self._closing.is_set():
                 log.debug("send failed: %s", type(exc).__name__)

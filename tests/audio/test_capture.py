@@ -161,3 +161,47 @@ def test_full_backlog_drops_oldest_and_counts(rig):
     cap.arm()  # a new session: the backlog and its per-session counter start again
     assert cap.dropped_samples == 0 and cap.overruns == 25  # the total stays for metrics
     assert cap.read_frame(timeout_s=0.05) is None
+
+
+def test_level_meter_reads_the_latest_block_after_downmix_and_gain():
+    """Driven directly: the meter runs before any press (IT staff check a microphone with it)."""
+    cap = Capture(AudioSettings(frame_ms=20, input_gain_db=-6.0))
+    cap.prepare(24000, 2)
+    assert cap.level_dbfs == (-120.0, -120.0)
+    mono = tone(1000, 0.02, amplitude=0.5)  # exactly 20 periods: RMS is exact
+    cap.callback(np.repeat(mono, 2).tobytes(), 480, {}, 0)  # left = right
+    rms, peak = cap.level_dbfs
+    assert peak == pytest.approx(-6.02 - 6.0, abs=0.1)
+    assert rms == pytest.approx(-9.03 - 6.0, abs=0.1)
+    cap.callback(bytes(480 * 2 * 2), 480, {}, 0)
+    assert cap.level_dbfs == (-120.0, -120.0)
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 16000])
+def test_resampled_frame_leaves_with_the_block_that_completes_it(rate):
+    """Driven directly, one device block per frame as PortAudio is asked to deliver: every
+    block yields its frame at once (none waits for the next block), dated by the filter's
+    real hold-back (about 5 ms at 48 kHz), with the tone's frequency and level intact."""
+    cap = Capture(AudioSettings(frame_ms=20))
+    cap.prepare(rate, 1)
+    cap.arm()
+    block = cap.block_samples
+    assert block == rate // 50
+    signal = tone(1000, 1.0, rate_hz=rate, amplitude=0.5)
+    frames, ages = [], []
+    for i in range(0, len(signal) - block + 1, block):
+        before = time.monotonic()
+        cap.callback(signal[i:i + block].tobytes(), block, {}, 0)
+        after = time.monotonic()
+        frame = cap.read_frame(0.0)
+        assert frame is not None, f"block {i // block} did not complete its frame"
+        assert cap.read_frame(0.0) is None
+        frames.append(frame)
+        ages.append((before - frame.captured_at, after - frame.captured_at))
+    pcm = np.concatenate([f.pcm for f in frames])
+    assert all(len(f.pcm) == 480 for f in frames)
+    body = pcm[2400:]
+    assert dominant_hz(body, SAMPLE_RATE_HZ) == pytest.approx(1000.0, abs=2)
+    assert rms_dbfs(body) == pytest.approx(-9.03, abs=0.3)
+    held_ms = [(lo * 1000, hi * 1000) for lo, hi in ages[1:]]
+    assert all(lo <= 16.0 and hi >= 0.0 for lo, hi in held_ms), held_ms[:3]

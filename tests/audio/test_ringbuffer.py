@@ -70,6 +70,41 @@ def test_ring_matches_deque_model(capacity, mode, ops):
             (model.overruns, model.underruns, model.dropped)
 
 
+fade_ops = st.lists(st.one_of(
+    st.tuples(st.just("w"), st.lists(st.integers(-32768, 32767), max_size=40)),
+    st.tuples(st.just("r"), st.integers(1, 40)),
+    st.tuples(st.just("s"), st.tuples(st.integers(0, 12), st.integers(-5, 40))),
+), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(capacity=st.integers(1, 32), ops=fade_ops)
+def test_scale_newest_fades_only_unread_samples_of_the_item(capacity, ops):
+    """Playback's end-of-item fade, against a model that knows every sample's position."""
+    ring = RingBuffer(capacity, mode="playback")
+    queued: collections.deque[list[int]] = collections.deque()  # [position, value]
+    written = 0
+    out = np.empty(64, np.int16)
+    for op, arg in ops:
+        if op == "w":
+            accepted = min(len(arg), capacity - len(queued))
+            queued.extend([written + i, v] for i, v in enumerate(arg[:accepted]))
+            written += accepted
+            assert ring.write(np.array(arg, dtype=np.int16)) == accepted
+        elif op == "r":
+            n = ring.read_into(out[:arg])
+            assert out[:n].tolist() == [queued.popleft()[1] for _ in range(n)]
+        else:
+            k, since_back = arg
+            ramp = np.linspace(1.0, 0.0, k, dtype=np.float32)
+            since = written - since_back
+            hit = [e for e in queued if e[0] >= max(since, written - k)]
+            for e in hit:
+                e[1] = int(np.float32(e[1]) * ramp[k - (written - e[0])])
+            assert ring.scale_newest(ramp, since=since) == len(hit)
+    assert ring.read(capacity).tolist() == [v for _, v in queued]
+
+
 def test_capture_mode_keeps_the_newest_audio():
     ring = RingBuffer(4, mode="capture")
     ring.write(np.arange(10, dtype=np.int16))
