@@ -58,8 +58,8 @@ class _Pipeline:
         self.block = max(1, rate_hz * settings.frame_ms // 1000)
         self.frame_samples = SAMPLE_RATE_HZ * settings.frame_ms // 1000
         self.ring = RingBuffer(int(settings.capture_buffer_s * rate_hz), mode="capture")
-        # The steady engine converts each block as it comes (fixed ~4 ms delay), so a frame
-        # is complete in the callback that brings its last sample.
+        # The steady engine converts each block as it comes (it holds back about 5 ms at
+        # 48 kHz), so a frame is complete in the callback that brings its last sample.
         self.resampler = StreamResampler(rate_hz, SAMPLE_RATE_HZ, steady=True)
         self.gain = 10.0 ** (settings.input_gain_db / 20.0)
         self.as_is = channels == 1 and self.gain == 1.0  # the callback can keep raw blocks

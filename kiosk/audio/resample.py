@@ -26,8 +26,9 @@ class StreamResampler:
         tail = rs.process(last_block, last=True)  # flush the filter at the end
 
     `steady=True` selects libsoxr's variable-rate engine: it hands out converted audio with
-    every chunk after a fixed delay of about 4 ms, where the fixed-rate presets emit lumps of
-    ~20 ms (a microphone frame could wait a whole extra frame for its lump). It costs about
+    every chunk and holds back a fixed 5-6 ms (15 ms when upsampling 16 kHz), where the
+    fixed-rate presets emit lumps of ~20 ms (a microphone frame could wait a whole extra
+    frame for its lump). It costs about
     four times the CPU of "HQ" and is as flat (to 11.5 kHz at a 24 kHz output), so the
     microphone path uses it and the speaker path does not.
     """
