@@ -105,6 +105,12 @@ class AudioLog(list[np.ndarray]):
             self.samples -= cut
             self.dropped_samples += cut
 
+    def clear(self) -> None:
+        """Forget every chunk (counted as dropped)."""
+        self.dropped_samples += self.samples
+        self.samples = 0
+        super().clear()
+
     def since(self, chunks_total: int) -> list[np.ndarray]:
         """Chunks appended after the first `chunks_total` that are still (partly) held."""
         first_held = self.chunks_total - len(self)
