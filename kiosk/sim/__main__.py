@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -91,6 +92,9 @@ def _controlled(sim: Simulator, path: str, done: threading.Event) -> int:
     def parent_watch() -> None:  # our parent holds stdin open; EOF means it is gone
         while sys.stdin.buffer.read(4096):
             pass
+        folder = Path(path).parent
+        if folder.name.startswith("kiosk-sim-"):  # SimulatorProcess's: it cannot clean up now
+            shutil.rmtree(folder, ignore_errors=True)
         done.set()
 
     threading.Thread(target=parent_watch, name="sim-parent-watch", daemon=True).start()
