@@ -12,7 +12,8 @@ bounded record from a short one. Nothing is ever written to disk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -21,7 +22,7 @@ import numpy as np
 from kiosk.sim.knobs import SimKnobs
 
 __all__ = ["AudioLog", "BoundedList", "GatewayRequest", "Limits", "RealtimeConnection",
-           "SimKnobs"]
+           "SimKnobs", "wait_until"]
 
 T = TypeVar("T")
 SAMPLE_RATE_HZ = 24000
@@ -199,3 +200,18 @@ class RealtimeConnection:
         """Client events of `kind` (or with sent=True, events the server sent)."""
         source = self.server_events if sent else self.client_events
         return [e for e in source if e.get("type") == kind]
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float,
+               wait: Callable[[float], object]) -> Any:
+    """predicate()'s first truthy value, evaluated again after each `wait(remaining_s)` (which
+    returns when the records may have changed); TimeoutError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"simulator: condition not met within {timeout_s:g} s")
+        wait(remaining)

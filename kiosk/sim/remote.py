@@ -41,7 +41,7 @@ from typing import Any
 
 from kiosk.sim.knobs import SimKnobs
 from kiosk.sim.mirror import Cursor, Mirror, MirroredConnection, delta
-from kiosk.sim.records import GatewayRequest, Limits
+from kiosk.sim.records import GatewayRequest, Limits, wait_until
 from kiosk.sim.simulator import Simulator, TlsFiles
 
 AUTHKEY_ENV = "KIOSK_SIM_AUTHKEY"
@@ -288,17 +288,14 @@ class SimulatorProcess:
         """Wait until predicate() is truthy, re-evaluated here whenever the child's records
         change; returns its value, or raises TimeoutError."""
         mirror = self.mirror
-        deadline = time.monotonic() + timeout_s
+
+        def evaluate() -> Any:
+            with mirror.quiet():  # one consistent view, no round trip per field read
+                return predicate()
+
         mirror.refresh()
-        while True:
-            with mirror.quiet():
-                value = predicate()
-            if value:
-                return value
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"simulator: condition not met within {timeout_s:g} s")
-            mirror.refresh(wait_s=min(remaining, 1.0))
+        return wait_until(evaluate, timeout_s,
+                          lambda remaining: mirror.refresh(wait_s=min(remaining, 1.0)))
 
     def inject(self, kind: str, **kwargs: Any) -> int:
         """See Simulator.inject."""

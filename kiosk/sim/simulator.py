@@ -29,7 +29,13 @@ from kiosk.sim.faults import INJECTABLE, inject_into
 from kiosk.sim.gateway_server import GatewayServer, served_forever
 from kiosk.sim.knobs import SimKnobs
 from kiosk.sim.realtime_server import RealtimeSession
-from kiosk.sim.records import BoundedList, GatewayRequest, Limits, RealtimeConnection
+from kiosk.sim.records import (
+    BoundedList,
+    GatewayRequest,
+    Limits,
+    RealtimeConnection,
+    wait_until,
+)
 
 __all__ = ["INJECTABLE", "Simulator", "TlsFiles"]
 
@@ -234,17 +240,10 @@ class Simulator:
 
     def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 5.0) -> Any:
         """Wait until predicate() is truthy (re-checked on every record change); returns its
-        value, or raises TimeoutError naming the predicate."""
-        deadline = time.monotonic() + timeout_s
+        value, or raises TimeoutError."""
         with self._changed:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"simulator: condition not met within {timeout_s:g} s")
-                self._changed.wait(min(remaining, 0.1))
+            return wait_until(predicate, timeout_s,
+                              lambda remaining: self._changed.wait(min(remaining, 0.1)))
 
     def wait_change(self, since: int, timeout_s: float) -> int:
         """Block until the records change after version `since` (or timeout); the version."""
