@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ class GatewayServer(ThreadingHTTPServer):
     client that never finishes one cannot stall the others."""
 
     daemon_threads = True
+    block_on_close = False
 
     def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0,
                  tls: ssl.SSLContext | None = None) -> None:
@@ -56,6 +58,12 @@ class GatewayServer(ThreadingHTTPServer):
             self.RequestHandlerClass(wrapped, client_address, self)
         finally:
             wrapped.close()
+
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timed out, was stopped) is no error of the simulator's."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

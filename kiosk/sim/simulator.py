@@ -94,6 +94,7 @@ class Simulator:
         self._ws = serve(self._serve_ws, self.host, self._ports[1], ssl=self._tls,
                          max_size=16 * 1024 * 1024, compression=None, ping_interval=20,
                          ping_timeout=20, close_timeout=1, logger=_WS_LOG)
+        self._ports = (self._http.server_address[1], self._ws.socket.getsockname()[1])
         self._threads.append(served_forever(self._http))
         ws_thread = threading.Thread(target=self._ws.serve_forever, name="sim-realtime",
                                      daemon=True)
@@ -128,14 +129,14 @@ class Simulator:
     def gateway_url(self) -> str:
         assert self._http is not None, "start() the simulator first"
         scheme = "https" if self._tls else "http"
-        return f"{scheme}://{self._url_host()}:{self._http.server_address[1]}"
+        return f"{scheme}://{self._url_host()}:{self._ports[0]}"
 
     @property
     def realtime_url(self) -> str:
         """The simulator's own realtime endpoint (grants name `knobs.realtime_url` if set)."""
         assert self._ws is not None, "start() the simulator first"
         scheme = "wss" if self._tls else "ws"
-        return f"{scheme}://{self._url_host()}:{self._ws.socket.getsockname()[1]}/v1/realtime"
+        return f"{scheme}://{self._url_host()}:{self._ports[1]}/v1/realtime"
 
     # -- credentials -------------------------------------------------------------------------
 
