@@ -309,7 +309,8 @@ class SimulatorProcess:
 
     def create_user(self, email: str = "kiosk@ward.example", password: str | None = None, *,
                     requires_2fa: bool = False) -> tuple[str, str]:
-        return tuple(self._call("create_user", email, password, requires_2fa=requires_2fa))
+        email, password = self._call("create_user", email, password, requires_2fa=requires_2fa)
+        return str(email), str(password)
 
     def expire_tokens(self) -> None:
         self._call("expire_tokens")
