@@ -32,7 +32,6 @@ from kiosk.states import State, StateChange
 log = logging.getLogger("kiosk.controller")
 
 IN_VISIT = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
-MAX_WAIT_S = 0.25  # the loop wakes at least this often: timers and the watchdog heartbeat
 
 
 class Observer(Protocol):
@@ -62,7 +61,6 @@ class Controller:
         self._persistent: dict[str, ev.Fault] = {}  # fault kind -> the fault, while it lasts
         self._thread: threading.Thread | None = None
         self._running = False
-        self.last_beat = time.monotonic()  # loop heartbeat, read by the systemd watchdog
         self.last_change: StateChange | None = None  # read by other threads (one reference)
         self.dropped_events = 0
 
@@ -106,8 +104,12 @@ class Controller:
         self._thread = None
 
     def alive(self, max_age_s: float = 2.0) -> bool:
-        """True while the loop is turning (its heartbeat is recent)."""
-        return self._running and time.monotonic() - self.last_beat < max_age_s
+        """True when the loop answers a heartbeat within `max_age_s` (asked of it through its
+        queue, like any event: a loop stuck in an observer does not answer)."""
+        if not self._running or self._thread is None or not self._thread.is_alive():
+            return False
+        answered = threading.Event()
+        return self.post(ev.Heartbeat(answered)) and answered.wait(max_age_s)
 
     def run(self) -> None:
         self._running = True
@@ -115,12 +117,11 @@ class Controller:
             self.step(timeout_s=self._wait_s())
 
     def step(self, timeout_s: float | None = 0.0) -> bool:
-        """Apply one queued event (or only the timers when none comes within `timeout_s`).
-        Returns False once a Stop event has been applied."""
-        self.last_beat = time.monotonic()
+        """Apply one queued event (or only the timers when none comes within `timeout_s`; None
+        waits for an event). Returns False once a Stop event has been applied."""
         event: ev.Event
         try:
-            event = (self._queue.get(timeout=timeout_s) if timeout_s
+            event = (self._queue.get(timeout=timeout_s) if timeout_s is None or timeout_s > 0
                      else self._queue.get_nowait())
         except queue.Empty:
             event = ev.Tick()
@@ -132,13 +133,14 @@ class Controller:
         self._check_timers()
         return not isinstance(event, ev.Stop)
 
-    def _wait_s(self) -> float:
+    def _wait_s(self) -> float | None:
+        """Until the next timer is due; None (sleep until an event) when none is set."""
         deadlines = [d for d in (self._visit_deadline, self._idle_deadline,
                                  self._thinking_deadline, self._error_deadline)
                      if d is not None]
         if not deadlines:
-            return MAX_WAIT_S
-        return max(0.001, min(MAX_WAIT_S, min(deadlines) - self.clock()))
+            return None
+        return max(0.001, min(deadlines) - self.clock())
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -180,6 +182,8 @@ class Controller:
                 self._fault(event)
             case ev.Recovered():
                 self._recovered(event)
+            case ev.Heartbeat():
+                event.answered.set()
             case ev.Tick():
                 pass
             case _:

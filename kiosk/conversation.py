@@ -90,9 +90,17 @@ class Conversation:
     def abandon_turn(self) -> None:
         self._deliver(Command("abandon"))
 
-    def alive(self) -> bool:
-        """The loop thread is running (for the systemd watchdog)."""
-        return self._thread.is_alive()
+    def alive(self, timeout_s: float = 2.0) -> bool:
+        """The loop turns: it runs a callback posted now within `timeout_s` (for the systemd
+        watchdog; the loop sleeps between messages, so it is asked, not polled)."""
+        if not self._thread.is_alive():
+            return False
+        answered = threading.Event()
+        try:
+            self._loop.call_soon_threadsafe(answered.set)
+        except RuntimeError:
+            return False
+        return answered.wait(timeout_s)
 
     def close(self) -> None:
         """End any visit and stop the loop (shut-down); returns within about two seconds."""

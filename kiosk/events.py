@@ -9,6 +9,7 @@ patient and its answer.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 
@@ -93,6 +94,14 @@ class Recovered(Event):
 
     kind: str
     message: str = ""
+
+
+@dataclass(frozen=True)
+class Heartbeat(Event):
+    """The watchdog asks whether the loop turns: the controller sets `answered` when it gets
+    here. (An idle controller sleeps until something happens: no periodic heartbeat.)"""
+
+    answered: threading.Event
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,9 @@ class AudioSettings:
                                     kind="path")
     device_retry_s: float = opt(2.0, "Retry a missing audio device every, seconds.",
                                 range=(0.2, 60))
+    stop_when_idle: bool = opt(True, "Pause both streams while idle (no CPU, no wake-ups); "
+                                     "false keeps them running, for a USB speaker that "
+                                     "clicks when its stream starts.")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import numpy as np
 import pyaudio
 
 from kiosk.audio.devices import (
+    AudioDeviceError,
     DeviceInfo,
     choose_format,
     close_stream,
@@ -92,6 +93,8 @@ class Capture:
         self._settings = settings
         self._pipe: _Pipeline | None = None
         self._stream: pyaudio.Stream | None = None
+        self._pa: pyaudio.PyAudio | None = None  # for reopening after an idle pause
+        self._device: DeviceInfo | None = None
         self._ready = threading.Event()
         self._armed = False
         self._gate_closed = False
@@ -99,6 +102,7 @@ class Capture:
         # checked in every callback, so it also holds while the session is still connecting.
         self._gate_source: Callable[[], bool] | None = None
         self._listener: Callable[[], None] | None = None  # "audio kept": wakes the uplink
+        self._wake: Callable[[], None] | None = None  # "I need the stream": wakes the engine
         self.device_name: str | None = None
         self.last_callback_at = 0.0
         """time.monotonic() of the latest callback (the engine's health check reads it)."""
@@ -132,6 +136,7 @@ class Capture:
         self.last_callback_at = time.monotonic()  # grace period until the first callback
         self._stream = open_stream(pa, device, "input", rate, ch, self._pipe.block,
                                    self.callback)
+        self._pa, self._device = pa, device
         self.device_name = device.name
 
     def close(self) -> None:
@@ -144,8 +149,31 @@ class Capture:
         return self._stream is not None
 
     def stream_active(self) -> bool:
-        """PortAudio still runs the stream (False after a host error ended it)."""
+        """PortAudio still runs the stream (False after a host error ended it, or paused)."""
         return stream_is_active(self._stream)
+
+    def pause(self) -> None:
+        """Close the stream while the kiosk is idle: no callbacks, no sound-server threads.
+        The device, format and buffers are kept for `resume`."""
+        stream, self._stream = self._stream, None
+        close_stream(stream)
+
+    def resume(self) -> None:
+        """Open the stream again on the same device and format (about 40 ms to the first
+        microphone callback, 1-5 ms for the speaker through PulseAudio). Raises
+        `AudioDeviceError` when the device is gone."""
+        if self._stream is not None:
+            return
+        if self._pipe is None or self._pa is None or self._device is None:
+            raise AudioDeviceError("input stream cannot be reopened: never opened")
+        self.last_callback_at = time.monotonic()  # grace period until the first callback
+        p = self._pipe
+        self._stream = open_stream(self._pa, self._device, "input", p.rate_hz, p.channels,
+                                   p.block, self.callback)
+
+    def set_wake(self, wake: Callable[[], None] | None) -> None:
+        """Called (from any thread, must not block) when this side needs a running stream."""
+        self._wake = wake
 
     @property
     def block_samples(self) -> int | None:
@@ -213,6 +241,9 @@ class Capture:
             p.aligned = False
         self._ready.clear()
         self._armed = True
+        wake = self._wake
+        if wake is not None:
+            wake()
 
     def disarm(self) -> None:
         """Stop keeping audio and drop the backlog (session over)."""

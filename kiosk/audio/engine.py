@@ -11,6 +11,14 @@ stop arriving (an unplugged device, a stalled sound server), it reports ``"lost"
 everything and goes back to retrying. `capture`, `playback` and `cues` stay the same objects
 throughout, so the conversation never needs new references.
 
+Idle costs nothing: when no visit keeps the microphone armed and nothing plays, the engine
+*pauses*: it closes both streams (PortAudio's callbacks and the sound server's client threads
+stop; device, format and buffers are kept) and its supervisor sleeps until something needs
+sound. A press (the chime, the armed microphone) reopens them within milliseconds. (Stopped
+but open streams would be cheaper to restart, but a stopped stream whose device vanished can
+hang the restart forever; reopening fails cleanly instead.) `audio.stop_when_idle: false`
+keeps them running (for a USB speaker that clicks when its stream starts).
+
 Failures cannot hide: an exception inside an audio callback (which PortAudio would swallow)
 is logged once with its traceback and counted (`callback_errors`, exported as a metric); when
 callbacks keep failing the streams are treated as lost and reopened. The supervisor itself
@@ -63,6 +71,13 @@ class AudioEngine:
             # nor a cue can echo back to the server; the button still interrupts.
             self.capture.set_gate_source(lambda: self.playback.busy)
         self._listener = listener
+        self._need = threading.Event()  # something needs running streams (or stop())
+        self.capture.set_wake(self._need.set)
+        self.playback.set_wake(self._need.set)
+        self._paused = False
+        self._idle_since: float | None = None
+        self.pauses = 0
+        """Times the streams were paused because the kiosk was idle."""
         self._pa: pyaudio.PyAudio | None = None
         self._lock = threading.Lock()  # open/close of devices
         self._stop = threading.Event()
@@ -78,17 +93,32 @@ class AudioEngine:
         # on a busy 2-core machine, sound servers and callbacks can lag by half a second,
         # and a false "lost" would show the patient an error.
         self.stall_s = 2.0
+        # Idle this long (nothing armed, nothing playing) before the streams are paused: the
+        # gap between the end chime and a quick second press costs no restart.
+        self.idle_grace_s = 1.0
 
     # -- AudioPort -----------------------------------------------------------------------
 
     def alive(self) -> bool:
-        """The supervisor runs, and both streams are open, running, and their callbacks were
-        seen within `stall_s`."""
+        """The supervisor runs and both devices are open; unless paused (idle), both streams
+        run and their callbacks were seen within `stall_s`."""
         now = time.monotonic()
-        return (self.supervisor_alive() and self._ready
-                and self.capture.stream_active() and self.playback.stream_active()
+        if not (self.supervisor_alive() and self._ready):
+            return False
+        if self._paused:
+            return True
+        return (self.capture.stream_active() and self.playback.stream_active()
                 and now - self.capture.last_callback_at < self.stall_s
                 and now - self.playback.last_callback_at < self.stall_s)
+
+    @property
+    def paused(self) -> bool:
+        """True while the streams are paused because the kiosk is idle."""
+        return self._paused
+
+    def _wanted(self) -> bool:
+        """A visit keeps the microphone armed, or the speaker has something to play."""
+        return self.capture.armed or self.playback.busy
 
     def supervisor_alive(self) -> bool:
         """The thread that watches and reopens the devices is running."""
@@ -114,37 +144,85 @@ class AudioEngine:
     def stop(self) -> None:
         """Close the streams, stop the cue ticker and every engine thread."""
         self._stop.set()
+        self._need.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
         self.cues.close()
-        with self._lock:
-            self._close_all()
+        if self._lock.acquire(timeout=2.0):  # not forever: a device call may hang in the OS
+            try:
+                self._close_all()
+            finally:
+                self._lock.release()
+        else:
+            log.error("audio: the devices did not close (a sound-system call hangs)")
         self.playback.shutdown()
 
     # -- internals -----------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        poll_s = min(0.1, self.stall_s / 4)
         self._next_retry = time.monotonic() + self.settings.device_retry_s
-        while not self._stop.wait(poll_s):
+        while not self._stop.is_set():
             try:
-                self._supervise_once()
+                wait_s = self._supervise_once()
             except Exception as exc:  # the watcher must outlive any bug: restart the streams
                 log.exception("audio supervisor: unexpected error; restarting the audio")
                 self._lose(f"audio supervisor error ({type(exc).__name__}: {exc}); restarting "
                            "the audio")
+                wait_s = self.settings.device_retry_s
+            # Asleep while paused (None: until something needs sound); polling only while
+            # the streams run or a device is missing.
+            self._need.wait(wait_s)
+            self._need.clear()
 
-    def _supervise_once(self) -> None:
-        if self._ready:
-            problem = self._callback_problem() or self._health_problem()
-            if problem:
-                self._lose(problem)
-        elif time.monotonic() >= self._next_retry:
-            if self._try_open():
-                self._lost_reported = False
-                self._notify("ready", self._describe())
-            self._next_retry = time.monotonic() + self.settings.device_retry_s
+    def _supervise_once(self) -> float | None:
+        """One look at the devices; returns how long to sleep (None: until woken)."""
+        poll_s = min(0.25, self.stall_s / 4)
+        now = time.monotonic()
+        if not self._ready:
+            if now >= self._next_retry:
+                if self._try_open():
+                    self._lost_reported = False
+                    self._notify("ready", self._describe())
+                self._next_retry = time.monotonic() + self.settings.device_retry_s
+            return max(0.01, self._next_retry - time.monotonic()) if not self._ready else poll_s
+        if self._paused:
+            if not self._wanted():
+                return None
+            self._resume()
+            return poll_s
+        problem = self._callback_problem() or self._health_problem()
+        if problem:
+            self._lose(problem)
+            return self.settings.device_retry_s
+        if self._wanted() or not self.settings.stop_when_idle:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= self.idle_grace_s:
+            self._pause()
+            return None
+        return poll_s
+
+    def _pause(self) -> None:
+        with self._lock:
+            self.capture.pause()
+            self.playback.pause()
+            self._paused = True
+            self.pauses += 1
+        self._idle_since = None
+        log.debug("audio: idle, streams paused")
+
+    def _resume(self) -> None:
+        try:
+            with self._lock:
+                self.playback.resume()  # first: the chime at a press is waiting for it
+                self.capture.resume()
+                self._paused = False
+        except AudioDeviceError as exc:
+            self._lose(f"{exc} Retrying every {self.settings.device_retry_s:g} s.")
+            return
+        log.debug("audio: streams resumed")
 
     def _lose(self, problem: str) -> None:
         with self._lock:
@@ -206,12 +284,15 @@ class AudioEngine:
                 self._close_all()
                 return False
             self._ready = True
+            self._paused = False
+            self._idle_since = None
             self.last_error = None
         log.info("audio ready: %s", self._describe())
         return True
 
     def _close_all(self) -> None:
         self._ready = False
+        self._paused = False
         self.capture.close()
         self.playback.close()
         if self._pa is not None:

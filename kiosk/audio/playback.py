@@ -33,6 +33,7 @@ import numpy as np
 import pyaudio
 
 from kiosk.audio.devices import (
+    AudioDeviceError,
     DeviceInfo,
     choose_format,
     close_stream,
@@ -96,6 +97,8 @@ class Playback:
         self._settings = settings
         self._dev = _Device(settings, SAMPLE_RATE_HZ, 1)
         self._stream: pyaudio.Stream | None = None
+        self._pa: pyaudio.PyAudio | None = None  # for reopening after an idle pause
+        self._device: DeviceInfo | None = None
         self._lock = threading.Lock()  # item bookkeeping; held for microseconds
         self._items: list[_Item] = []  # queued or playing, in order
         self._done: dict[str, _Item] = {}  # finished or flushed, newest last
@@ -111,6 +114,7 @@ class Playback:
         # (only when audio ends, to know how long it is still audible).
         self._time_info: dict = {}
         self._listener: Listener | None = None
+        self._wake: Callable[[], None] | None = None  # "I need the stream": wakes the engine
         self.device_name: str | None = None
         self.last_callback_at = 0.0
         self.callbacks = 0
@@ -136,6 +140,7 @@ class Playback:
         self.last_callback_at = time.monotonic()
         self._stream = open_stream(pa, device, "output", rate, ch, self._dev.block,
                                    self.callback)
+        self._pa, self._device = pa, device
         self.device_name = device.name
 
     def close(self) -> None:
@@ -159,8 +164,31 @@ class Playback:
         return self._stream is not None
 
     def stream_active(self) -> bool:
-        """PortAudio still runs the stream (False after a host error ended it)."""
+        """PortAudio still runs the stream (False after a host error ended it, or paused)."""
         return stream_is_active(self._stream)
+
+    def pause(self) -> None:
+        """Close the stream while the kiosk is idle: no callbacks, no sound-server threads.
+        The device, format and buffers are kept for `resume`."""
+        stream, self._stream = self._stream, None
+        close_stream(stream)
+
+    def resume(self) -> None:
+        """Open the stream again on the same device and format (about 40 ms to the first
+        microphone callback, 1-5 ms for the speaker through PulseAudio). Raises
+        `AudioDeviceError` when the device is gone."""
+        if self._stream is not None:
+            return
+        if self._pa is None or self._device is None:
+            raise AudioDeviceError("output stream cannot be reopened: never opened")
+        self.last_callback_at = time.monotonic()  # grace period until the first callback
+        dev = self._dev
+        self._stream = open_stream(self._pa, self._device, "output", dev.rate_hz, dev.channels,
+                                   dev.block, self.callback)
+
+    def set_wake(self, wake: Callable[[], None] | None) -> None:
+        """Called (from any thread, must not block) when this side needs a running stream."""
+        self._wake = wake
 
     @property
     def device_rate_hz(self) -> int:
@@ -210,6 +238,9 @@ class Playback:
             if dev.ring.total_written == item.start:  # the item's first audio: fade it in
                 data = self._fade_in(data, dev.ramp_up)
             dev.ring.write(data)
+        wake = self._wake
+        if wake is not None:
+            wake()
 
     def end_item(self, item_id: str) -> None:
         """The item's audio is complete: play it out even if it is below the prebuffer."""
@@ -279,6 +310,9 @@ class Playback:
         cue = pcm.astype(np.float32) * float(gain)
         self._cue_pos = 0
         self._cue = cue  # one reference swap: the callback sees the old or the new cue
+        wake = self._wake
+        if wake is not None:
+            wake()
 
     # -- callback ------------------------------------------------------------------------
 

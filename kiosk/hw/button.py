@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gpiozero import Button
+from gpiozero import DigitalInputDevice
 from gpiozero.pins import Factory
 
 from kiosk.events import ButtonPressed, Event
@@ -39,6 +39,11 @@ class KioskButton:
     itself rather than relying on the pin driver, so it behaves the same on lgpio, RPi.GPIO
     and gpiozero's mock pins (which ignore ``bounce_time``).
 
+    The long press is timed here too (a timer started at the press, cancelled at the
+    release) rather than with gpiozero's `Button`, whose hold detection polls in a thread ten
+    times a second for the life of the kiosk; the pin is read as a plain
+    `DigitalInputDevice`, which only wakes on edges.
+
     gpiozero calls the handlers from its own threads; they only call `post`, which must not
     block (give it a bounded queue's ``put_nowait``). If `post` raises, the press is logged
     and dropped so gpiozero's thread survives.
@@ -58,28 +63,29 @@ class KioskButton:
                  post: Callable[[Event], None]) -> None:
         self._post = post
         self._bounce_s = gpio.bounce_ms / 1000
-        self._lock = threading.Lock()  # gpiozero's edge thread and its hold thread both call in
+        self._long_press_s = gpio.long_press_s
+        self._lock = threading.Lock()  # gpiozero's edge thread and the hold timer both call in
         self._pressed = False  # debounced state
         self._held = False  # the long press of the current press was already posted
+        self._hold_timer: threading.Timer | None = None
         self._last_edge = -float("inf")  # monotonic time of the last accepted edge
-        self._button = Button(gpio.button_pin, pull_up=gpio.button_pull_up,
-                              hold_time=gpio.long_press_s, hold_repeat=False,
-                              pin_factory=factory)
-        self._button.when_pressed = self._on_press
-        self._button.when_released = self._on_release
-        self._button.when_held = self._on_held
+        self._button = DigitalInputDevice(gpio.button_pin, pull_up=gpio.button_pull_up,
+                                          pin_factory=factory)
+        self._button.when_activated = self._on_press
+        self._button.when_deactivated = self._on_release
 
     @property
     def is_pressed(self) -> bool:
         """Whether the button is down right now (raw pin level, not debounced)."""
-        return self._button.is_pressed
+        return bool(self._button.is_active)
 
     def close(self) -> None:
         """Stop listening to the button and release its pin. Safe to call twice."""
         button = self._button
         if button.closed:
             return
-        button.when_pressed = button.when_released = button.when_held = None
+        button.when_activated = button.when_deactivated = None
+        self._cancel_hold()
         button.close()
 
     def __enter__(self) -> KioskButton:
@@ -103,25 +109,36 @@ class KioskButton:
                 return
             self._pressed = True
             self._held = False
+            self._cancel_hold()
+            timer = self._hold_timer = threading.Timer(self._long_press_s, self._on_held)
+            timer.daemon = True
+            timer.start()
 
     def _on_release(self) -> None:
         with self._lock:
             if not self._pressed or not self._accept_edge():
                 return
             self._pressed = False
+            self._cancel_hold()
             short = not self._held
             self._held = False
         if short:
             self._send(ButtonPressed(long=False, source="button"))
 
+    def _cancel_hold(self) -> None:
+        timer, self._hold_timer = self._hold_timer, None
+        if timer is not None:
+            timer.cancel()
+
     def _on_held(self) -> None:
-        # gpiozero only fires this after long_press_s of continuous contact, far longer than
-        # any bounce, so it is trusted even if our lockout swallowed the press edge.
+        # Fired long_press_s after an accepted press: a long press only if the contact is
+        # still closed (the pin level, not the debounced state, decides).
         with self._lock:
-            if self._held:
+            if self._held or not self._button.is_active:
                 return
             self._pressed = True
             self._held = True
+            self._hold_timer = None
         self._send(ButtonPressed(long=True, source="button"))
 
     def _send(self, event: ButtonPressed) -> None:

@@ -89,6 +89,7 @@ def test_mic_removed_mid_stream_goes_lost_then_recovers(rig, engine_events):
     make, events = engine_events
     engine = make()
     assert engine.start()
+    engine.capture.arm()  # a visit: the streams run
     rig.remove_mic()
     try:
         msg = wait_for(events, "lost")
@@ -104,6 +105,7 @@ def test_speaker_removed_mid_stream_alive_goes_false_then_recovers(rig, engine_e
     make, events = engine_events
     engine = make()
     assert engine.start()
+    engine.capture.arm()  # a visit: the streams run
     rig.remove_speaker()
     try:
         deadline = time.monotonic() + 10
@@ -194,3 +196,50 @@ def test_the_supervisor_survives_its_own_errors(rig, engine_events, monkeypatch,
     wait_for(events, "ready")
     assert engine.supervisor_alive()
     assert any("audio supervisor: unexpected error" in r.getMessage() for r in caplog.records)
+
+
+def callbacks(engine: AudioEngine) -> int:
+    return engine.capture.callbacks + engine.playback.callbacks
+
+
+def test_idle_streams_are_paused_and_a_press_resumes_them(rig, engine_events):
+    """Idle costs nothing: no visit and nothing playing pauses both streams (the devices stay
+    open, alive() stays true); the chime and the armed microphone bring them back."""
+    make, events = engine_events
+    engine = make()
+    assert engine.start()
+    deadline = time.monotonic() + 10
+    while not engine.paused:
+        assert time.monotonic() < deadline, "the idle streams were never paused"
+        time.sleep(0.05)
+    before = callbacks(engine)
+    time.sleep(0.5)  # a window in which a running stream would call back 25 times
+    assert callbacks(engine) == before and engine.alive()
+    rec = rig.record_speaker()
+    assert rec.wait_ready()
+    engine.playback.play_cue(tone(1000.0, 0.3))  # the chime at a press
+    deadline = time.monotonic() + 5
+    while not loud_part(rec.samples()).size:
+        assert time.monotonic() < deadline, "the chime was not played after a pause"
+        time.sleep(0.02)
+    rec.stop()
+    assert hears_tone(rig, engine)  # arming the microphone resumed the input too
+
+
+def test_a_device_unplugged_while_paused_is_found_at_the_next_visit(rig, engine_events):
+    make, events = engine_events
+    engine = make()
+    assert engine.start()
+    deadline = time.monotonic() + 10
+    while not engine.paused:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rig.remove_mic()
+    try:
+        engine.capture.arm()  # a press
+        assert MIC_DEVICE in wait_for(events, "lost")
+    finally:
+        rig.restore_mic()
+        engine.capture.disarm()
+    wait_for(events, "ready")
+    assert hears_tone(rig, engine)
