@@ -170,21 +170,44 @@ class _Control:
 
     lock = threading.Lock()
     server: socketserver.ThreadingUnixStreamServer | None = None
+    path: str | None = None
     factory: RigFactory | None = None
 
     @classmethod
     def attach(cls, factory: RigFactory) -> None:
-        path = os.environ.get(ENV_SOCKET)
+        """Make `factory` the one reported on; serve the socket named in the environment
+        (started once per process, moved if the variable changes: tests)."""
+        path = os.environ.get(ENV_SOCKET) or None
         with cls.lock:
             cls.factory = factory
-            if not path or cls.server is not None:
+            if path == cls.path:
+                return
+            cls._stop_locked()
+            if path is None:
                 return
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # left by a previous run of the process
             cls.server = socketserver.ThreadingUnixStreamServer(path, _Handler)
             cls.server.daemon_threads = True
+            cls.path = path
             threading.Thread(target=cls.server.serve_forever, name="rig-pins-control",
                              daemon=True).start()
+
+    @classmethod
+    def stop(cls) -> None:
+        """Stop serving and remove the socket (tests; a daemon just exits)."""
+        with cls.lock:
+            cls._stop_locked()
+            cls.factory = None
+
+    @classmethod
+    def _stop_locked(cls) -> None:
+        if cls.server is not None:
+            cls.server.shutdown()
+            cls.server.server_close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(cls.path or "")
+        cls.server, cls.path = None, None
 
     @classmethod
     def answer(cls, line: str) -> str:
@@ -221,6 +244,11 @@ class _Control:
         except (FactoryClosedError, LookupError, ValueError) as exc:
             return f"err {exc}"
         return f"err unknown request {line.strip()!r}"
+
+
+def stop_control() -> None:
+    """Stop the control socket of this process, if any (for tests that start several)."""
+    _Control.stop()
 
 
 class _Handler(socketserver.StreamRequestHandler):
