@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from kiosk import config
 from kiosk import events as ev
 from kiosk.controller import Controller, Observer
 from kiosk.settings import Settings
@@ -62,8 +63,10 @@ class Kiosk:
 
     def _on_audio(self, what: str, message: str) -> None:
         if what == "lost":
+            self.metrics.set_health("audio", False)
             self.post(ev.Fault("device", message, persistent=True))
         elif what == "ready":
+            self.metrics.set_health("audio", True)
             self.post(ev.Recovered("device", message))
 
     def _session_settings(self, settings: Settings, simulator: Any | None) -> Settings:
@@ -80,10 +83,18 @@ class Kiosk:
         return replace(settings, gateway=gateway)
 
     def start(self) -> None:
+        if not self.settings.gateway.url:
+            # Valid but unusable: show it (and replay the error cue on every press) until a
+            # reload brings a gateway; never fall back to the simulator silently.
+            message = config.no_gateway_message(self.settings.source)
+            log.error("not configured: %s", message, extra={"error_kind": "config"})
+            self.post(ev.Fault("config", message, persistent=True))
         self._start_gpio()
         self.controller.start()
         self._closers.append(self.controller.stop)
-        if not self.audio.start():
+        if self.audio.start():
+            self.metrics.set_health("audio", True)
+        else:
             log.error("audio devices not ready; retrying every %g s",
                       self.settings.audio.device_retry_s)
         self._closers.append(self.audio.stop)
@@ -94,23 +105,35 @@ class Kiosk:
     def _start_gpio(self) -> None:
         from kiosk.hw.button import KioskButton
         from kiosk.hw.leds import StatusLight
-        from kiosk.hw.pins import make_pin_factory
+        from kiosk.hw.pins import open_pins
 
         gpio = self.settings.gpio
         try:
-            factory = make_pin_factory(gpio)
-            self._closers.append(factory.close)  # releases the GPIO chip (after the devices)
-            self.light = StatusLight(gpio, factory)
+            pins = open_pins(gpio)
+            self._closers.append(pins.close)  # releases the GPIO chip (after the devices)
+            self.light = StatusLight(gpio, pins.factory)
             self._closers.append(self.light.close)
             self.controller.add_observer(self.light)
-            self.button = KioskButton(gpio, factory, self.press)
+            self.button = KioskButton(gpio, pins.factory, self.press)
             self._closers.append(self.button.close)
         except Exception as exc:  # noqa: BLE001 - GpioUnavailable, or a pin already in use
-            # The kiosk stays up (SIGUSR1 still works) and shows the problem; a reload with a
-            # fixed configuration retries.
+            # The kiosk stays usable: SIGUSR1 presses and sound still work. The error is shown
+            # (and heard) once, then `idle` says what is missing; a reload retries.
             self.gpio_problem = str(exc)
+            self.metrics.set_health("gpio", False)
             log.error("GPIO: %s", exc, extra={"error_kind": "gpio"})
-            self.post(ev.Fault("gpio", f"GPIO unavailable: {exc}", persistent=True))
+            self.post(ev.Fault("gpio", f"GPIO unavailable (gpio.pin_factory "
+                                       f"{gpio.pin_factory}): no button or light, SIGUSR1 "
+                                       "works; see the journal", persistent=True,
+                               blocks_visits=False))
+            return
+        self.metrics.set_health("gpio", True)
+
+    def gpio_health(self) -> tuple[bool, str]:
+        """For the start-up self-check: did the button and light pins open."""
+        if self.gpio_problem is None:
+            return True, f"button and light pins open ({self.settings.gpio.pin_factory})"
+        return False, self.gpio_problem
 
     def audio_health(self) -> tuple[bool, str]:
         """For the start-up self-check: are both devices open, and if not, why."""

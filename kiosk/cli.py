@@ -94,6 +94,8 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     print(f"# {settings.source}: OK")
     print(config.dump(settings), end="")
+    for notice in config.notices(settings):
+        print(f"voice-kiosk: note: {notice}", file=sys.stderr)
     return 0
 
 

@@ -194,9 +194,9 @@ class _Checker:
             hint = f" Did you mean `{close[0]}`?" if close else ""
             return self._bad(node, path, f"`{value}` is not one of {', '.join(names)}.{hint}")
         kind = meta.get("kind")
-        if kind == "url" and value and not _is_url(value):
+        if kind == "url" and value and value != S.SIMULATOR_URL and not _is_url(value):
             return self._bad(node, path, f"`{value}` is not a URL like "
-                             "https://gateway.example.org (leave empty for the simulator).")
+                             "https://gateway.example.org.")
         if kind == "color" and not _is_color(value):
             return self._bad(node, path, f"`{value}` is not a colour like \"#ff8800\" "
                              "(quote it: # starts a comment in YAML).")
@@ -278,7 +278,7 @@ class _Checker:
             self.fail(node, "gateway.email", "missing required key: `password_file` is set, "
                       "so `email` must name the account to log in as.")
         methods = [given("api_key_file"), given("token_file"), given("email")]
-        if gw.url and not any(methods):
+        if gw.url and gw.url != S.SIMULATOR_URL and not any(methods):
             self.fail(node, "gateway.api_key_file", "missing required key: `url` is set, so "
                       "give one credential: api_key_file (recommended for kiosks), token_file, "
                       "or email + password_file.")
@@ -290,6 +290,24 @@ class _Checker:
             self.fail(self._positions.get("session", root), "session.idle_timeout_s",
                       f"{sess.idle_timeout_s} is longer than session.max_session_s "
                       f"({sess.max_session_s}); make it shorter.")
+
+
+def notices(settings: S.Settings) -> list[str]:
+    """What a valid file still leaves unusable or unusual, for IT staff (check-config prints
+    them; the daemon shows the first kind as `error`)."""
+    out = []
+    if not settings.gateway.url:
+        out.append(no_gateway_message(settings.source))
+    elif settings.uses_simulator:
+        out.append("gateway.url is `simulator`: the kiosk talks to its built-in loopback "
+                   "simulator, which answers with a tone. For demos only.")
+    return out
+
+
+def no_gateway_message(source: str) -> str:
+    """The one sentence (STATUS=, journal, check-config) for a kiosk with no gateway."""
+    return (f"gateway.url is empty: set gateway.url and gateway.api_key_file in {source}, "
+            "then `systemctl reload voice-kiosk`")
 
 
 def _help(meta: typing.Mapping[str, Any]) -> str:

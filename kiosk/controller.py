@@ -55,10 +55,11 @@ class Controller:
         self._session_deadline: float | None = None  # session.max_session_s
         self._idle_deadline: float | None = None  # session.idle_timeout_s without speech
         self._error_deadline: float | None = None  # end of the error display
-        self._persistent: dict[str, str] = {}  # fault kind -> message, while it lasts
+        self._persistent: dict[str, ev.Fault] = {}  # fault kind -> the fault, while it lasts
         self._thread: threading.Thread | None = None
         self._running = False
         self.last_beat = time.monotonic()  # loop heartbeat, read by the systemd watchdog
+        self.last_change: StateChange | None = None  # read by other threads (one reference)
         self.dropped_events = 0
 
     # -- wiring ---------------------------------------------------------------------------
@@ -173,14 +174,19 @@ class Controller:
             case _:
                 log.debug("ignored %s in %s", type(event).__name__, s)
 
+    def _blocking(self) -> list[ev.Fault]:
+        return [f for f in self._persistent.values() if f.blocks_visits]
+
     def _press(self, event: ev.ButtonPressed) -> None:
         s = self._state
-        if s is State.IDLE or (s is State.ERROR and not self._persistent):
+        blocking = self._blocking()
+        if s is State.IDLE or (s is State.ERROR and not blocking):
             self._start_session(event.source)
         elif s is State.ERROR:
-            # Still broken: show the error again (cue and LED replay) rather than do nothing.
-            self._set(State.ERROR, "; ".join(self._persistent.values()),
-                      error_kind=next(iter(self._persistent)))
+            # Still broken: show the error again (cue and LED replay) rather than do nothing;
+            # a patient who cannot see the light must hear it.
+            self._set(State.ERROR, "; ".join(f.message for f in blocking),
+                      error_kind=blocking[0].kind)
         elif s in (State.CONNECTING, State.LISTENING):
             self._end_session("ended by button")
         else:  # thinking or speaking: interrupt the answer, the patient wants to talk
@@ -199,7 +205,7 @@ class Controller:
         if close:
             self.conversation.end(reason)
         self._session_deadline = self._idle_deadline = None
-        self._set(State.IDLE, reason)
+        self._set(State.IDLE, self._ready_detail(reason))
         self._session_id = None
 
     def _fault(self, fault: ev.Fault) -> None:
@@ -210,9 +216,9 @@ class Controller:
                         extra={"error_kind": fault.kind})
             return
         if fault.persistent:
-            self._persistent[fault.kind] = fault.message
+            self._persistent[fault.kind] = fault
         self._session_deadline = self._idle_deadline = None
-        self._error_deadline = (None if self._persistent
+        self._error_deadline = (None if self._blocking()
                                 else self.clock() + self.settings.error_display_s)
         self._set(State.ERROR, fault.message, error_kind=fault.kind)
         self._session_id = None
@@ -220,9 +226,14 @@ class Controller:
     def _recovered(self, event: ev.Recovered) -> None:
         if self._persistent.pop(event.kind, None) is None:
             return
-        if self._state is State.ERROR and not self._persistent:
+        if self._state is State.ERROR and not self._blocking():
             self._error_deadline = None
-            self._set(State.IDLE, event.message or f"{event.kind} recovered")
+            self._set(State.IDLE, self._ready_detail(event.message or f"{event.kind} recovered"))
+
+    def _ready_detail(self, detail: str) -> str:
+        """`idle` detail, naming what still does not work (e.g. no GPIO: SIGUSR1 only)."""
+        degraded = [f.message for f in self._persistent.values() if not f.blocks_visits]
+        return f"{detail}; still: {'; '.join(degraded)}" if degraded else detail
 
     def _arm_idle_timer(self) -> None:
         self._idle_deadline = self.clock() + self.settings.idle_timeout_s
@@ -235,12 +246,13 @@ class Controller:
             self._end_session(f"no speech for {self.settings.idle_timeout_s:g} s")
         elif self._error_deadline is not None and now >= self._error_deadline:
             self._error_deadline = None
-            self._set(State.IDLE, "ready")
+            self._set(State.IDLE, self._ready_detail("ready"))
 
     def _set(self, new: State, detail: str, error_kind: str | None = None) -> None:
         change = StateChange(self._state, new, detail, self._session_id, self.clock(),
                              error_kind)
         self._state = new
+        self.last_change = change
         for observer in list(self._observers):
             try:
                 observer.on_state_change(change)

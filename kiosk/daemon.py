@@ -94,10 +94,13 @@ class Daemon:
         from kiosk.assembly import Kiosk
 
         if settings.uses_simulator and self.simulator is None:
+            # Imported only here: the simulator is a demo and test tool, never loaded by a
+            # kiosk that talks to a real gateway.
             from kiosk.sim import Simulator
 
-            log.warning("gateway.url is empty: using the built-in simulator on loopback "
-                        "(no real assistant). Set gateway.url for a real deployment.")
+            log.warning("gateway.url is `simulator`: using the built-in simulator on loopback "
+                        "(it answers with a tone; no real assistant). Set gateway.url to the "
+                        "hospital's voice gateway for a real deployment.")
             self.simulator = Simulator()
             self.simulator.start()
         elif not settings.uses_simulator and self.simulator is not None:
@@ -118,17 +121,16 @@ class Daemon:
         from kiosk.service.selfcheck import run_selfcheck
 
         kiosk = self.kiosk
-        url = kiosk.simulator.gateway_url if kiosk.simulator else self.settings.gateway.url
-        settings = self.settings
-        if kiosk.simulator:
-            from dataclasses import replace
-
-            settings = replace(settings, gateway=replace(settings.gateway, url=url))
-        result = run_selfcheck(settings, kiosk.audio_health)
+        result = run_selfcheck(self.settings, kiosk.audio_health, gpio_ok=kiosk.gpio_health)
         for line in result.lines:
             (log.info if result.ok else log.warning)("self-check: %s", line)
-        state = kiosk.controller.state.value
-        return self.notifier.status_text(state, result.summary)
+        change = kiosk.controller.last_change
+        if change is not None and change.new == "error":
+            # What is wrong and what to set comes first; the summary only names the checks.
+            kind = f"{change.error_kind}: " if change.error_kind else ""
+            return self.notifier.status_text("error", f"{kind}{change.detail}; "
+                                                      f"{result.summary}")
+        return self.notifier.status_text(kiosk.controller.state.value, result.summary)
 
     def _reload(self) -> None:
         self.notifier.reloading()

@@ -25,7 +25,7 @@ import numpy as np
 
 from kiosk import config
 from kiosk import events as ev
-from kiosk.settings import LoggingSettings, Settings
+from kiosk.settings import SIMULATOR_URL, LoggingSettings, Settings
 from kiosk.states import State, StateChange
 
 QUESTION = "Hello. Could I have a glass of water, please?"
@@ -124,7 +124,7 @@ def _demo_settings(args: argparse.Namespace) -> Settings | None:
                 print(f"  {problem}", file=sys.stderr)
             return None
     # The demo always talks to the simulator and to mock pins: never to a real gateway.
-    return replace(settings, gateway=replace(settings.gateway, url=""),
+    return replace(settings, gateway=replace(settings.gateway, url=SIMULATOR_URL),
                    gpio=replace(settings.gpio, pin_factory="mock"),
                    session=replace(settings.session, idle_timeout_s=max(
                        settings.session.idle_timeout_s, 10.0)))

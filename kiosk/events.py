@@ -60,9 +60,13 @@ class Fault(Event):
     kind: str  # auth, network, unavailable, protocol, device, config, internal
     message: str
     ends_session: bool = True
-    # A persistent fault (e.g. the microphone is unplugged) keeps the kiosk in `error` until a
-    # matching Recovered(kind) arrives; a transient one is shown, then the kiosk goes idle.
+    # A persistent fault (e.g. the microphone is unplugged) lasts until a matching
+    # Recovered(kind) arrives; a transient one is shown, then the kiosk goes idle.
     persistent: bool = False
+    # Whether a persistent fault keeps the kiosk in `error` and refuses visits (no microphone,
+    # no gateway configured). One that does not (no GPIO: SIGUSR1 and sound still work) is
+    # shown like a transient fault, then reported in the `idle` status while it lasts.
+    blocks_visits: bool = True
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ def opt(default: Any, help: str, **rule: Any) -> Any:
     return field(default=default, metadata={"help": help, **rule})
 
 
+SIMULATOR_URL = "simulator"  # gateway.url asking for the built-in simulator (demos only)
+
+
 @dataclass(frozen=True)
 class KioskSettings:
     id: str = opt("kiosk", "Name of this kiosk in logs, metrics and systemd status.")
@@ -33,8 +36,9 @@ class KioskSettings:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    url: str = opt("", "Base URL of the voice gateway; empty runs the built-in simulator.",
-                   kind="url")
+    url: str = opt("", "Base URL of the voice gateway (https://...). Required: empty shows "
+                       "error (config). `simulator` runs the built-in loopback simulator "
+                       "(a demo that answers with a tone, not an assistant).", kind="url")
     api_key_file: str | None = opt(None, "File holding an X-API-Key (va_k_...).",
                                    kind="secret_file")
     token_file: str | None = opt(None, "File holding a bearer JWT, re-read on every request.",
@@ -192,8 +196,9 @@ class Settings:
 
     @property
     def uses_simulator(self) -> bool:
-        """No gateway configured: the kiosk talks to its built-in loopback simulator."""
-        return not self.gateway.url
+        """`gateway.url: simulator`: the kiosk talks to its built-in loopback simulator. Only
+        ever on request: an empty url is a configuration error, never a silent demo."""
+        return self.gateway.url == SIMULATOR_URL
 
 
 SECTIONS: dict[str, type] = {

@@ -67,6 +67,12 @@ UNIT=$UNIT_DIR/$NAME.service
 WANTS_LINK=$UNIT_DIR/multi-user.target.wants/$NAME.service
 DROPIN=$UNIT_DIR/$NAME.service.d/credentials.conf
 SYSUSERS=$ROOT/etc/sysusers.d/$NAME.conf
+# The command IT staff type (check-config, devices, test-audio) is on everyone's PATH.
+BIN_LINK=$ROOT/usr/local/bin/$NAME
+# node_exporter's textfile directory (Debian's path). It is prepared even before node_exporter
+# is installed: the unit's ReadWritePaths= only binds directories that exist when the service
+# starts, so one created later would need a restart.
+TEXTFILE_DIR=/var/lib/prometheus/node-exporter
 # Key files the service may use; each present one gets a LoadCredential= line.
 SECRETS=(gateway-api-key gateway-token gateway-password)
 
@@ -124,7 +130,20 @@ EOF
     chmod 0644 "$SYSUSERS.tmp"
     mv -f "$SYSUSERS.tmp" "$SYSUSERS"
     if command -v systemd-sysusers >/dev/null; then
+        # systemd-sysusers writes shadow files with mode 0000, which only root can read back:
+        # an ordinary user staging an image opens them for the run and closes them again.
+        local shadow=()
+        if ((EUID != 0)); then
+            for f in "$ROOT/etc/shadow" "$ROOT/etc/gshadow"; do
+                [[ -e $f ]] && chmod u+rw "$f" && shadow+=("$f")
+            done
+        fi
         systemd-sysusers ${ROOT:+--root="$ROOT"} "$SYSUSERS"
+        if ((EUID != 0)); then
+            for f in "$ROOT/etc/shadow" "$ROOT/etc/gshadow"; do
+                [[ -e $f ]] && chmod 0000 "$f"
+            done
+        fi
     elif [[ -z $ROOT ]]; then
         getent group gpio >/dev/null || groupadd --system gpio
         getent passwd "$NAME" >/dev/null || useradd --system --user-group \
@@ -160,6 +179,29 @@ install_venv() {
         grep -rlF --null "$VENV_DIR" "$VENV_DIR/bin" | xargs -0r sed -i "s|$VENV_DIR|$PREFIX/venv|g"
     fi
     say "installed $("$VENV_DIR/bin/python" -c 'import kiosk; print("voice-kiosk", kiosk.__version__)') into $PREFIX/venv"
+}
+
+install_command() {
+    mkdir -p "$(dirname "$BIN_LINK")"
+    ln -sfn "$PREFIX/venv/bin/$NAME" "$BIN_LINK"
+    say "command: $NAME (/usr/local/bin/$NAME -> $PREFIX/venv/bin/$NAME)"
+}
+
+user_id() { awk -F: -v u="$1" '$1 == u { print $3 }' "$ROOT/etc/passwd" 2>/dev/null || true; }
+
+prepare_metrics_dir() {
+    local dir=$ROOT$TEXTFILE_DIR uid
+    mkdir -p "$dir"
+    uid=$(user_id "$NAME")
+    if [[ -z $uid ]]; then
+        say "metrics: user $NAME not in $ROOT/etc/passwd yet; run install.sh again after first boot"
+    elif ! command -v setfacl >/dev/null; then
+        say "metrics: setfacl missing (package acl); the service cannot write $TEXTFILE_DIR"
+    elif setfacl -m "u:$uid:rwx" "$dir" 2>/dev/null; then
+        say "metrics: $NAME may write $TEXTFILE_DIR (set metrics.textfile to use it)"
+    else
+        say "metrics: could not grant $NAME write access to $TEXTFILE_DIR (no ACL support?)"
+    fi
 }
 
 install_config() {
@@ -220,10 +262,6 @@ install_unit() {
         ln -sfn "/etc/systemd/system/$NAME.service" "$WANTS_LINK"
         say "enabled (multi-user.target.wants); systemd is not running here, so not started"
     fi
-    local textfile_dir=$ROOT/var/lib/prometheus/node-exporter
-    if [[ -d $textfile_dir ]]; then
-        say "metrics: to let the service write there: setfacl -m u:$NAME:rwx /var/lib/prometheus/node-exporter"
-    fi
 }
 
 uninstall() {
@@ -231,6 +269,7 @@ uninstall() {
         systemctl disable --now "$NAME.service" 2>/dev/null || true
     fi
     rm -f "$UNIT" "$WANTS_LINK" "$DROPIN" "$SYSUSERS"
+    [[ -L $BIN_LINK ]] && rm -f "$BIN_LINK"
     rmdir "$(dirname "$DROPIN")" "$(dirname "$WANTS_LINK")" 2>/dev/null || true
     rm -rf "$ROOT$PREFIX"
     if systemd_running; then
@@ -248,6 +287,8 @@ fi
 install_packages
 create_user
 install_venv
+install_command
+prepare_metrics_dir
 install_config
 install_secrets
 install_unit

@@ -1,5 +1,8 @@
 """The daemon as systemd drives it, before any gateway or sound device is reachable:
-it stays up in `error`, rejects a broken reload, accepts a good one and stops on SIGTERM."""
+it stays up in `error`, rejects a broken reload, accepts a good one and stops on SIGTERM.
+
+The configured devices do not exist on any machine, so the outcome does not depend on whether
+this one has a sound server running."""
 
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ kiosk:
 gateway:
   url: http://127.0.0.1:9
   api_key_file: {key}
+audio:
+  input_device: no-such-microphone
+  output_device: no-such-speaker
 gpio:
   pin_factory: mock
 logging:
@@ -40,16 +46,16 @@ def config(tmp_path: Path) -> Path:
 def test_broken_reload_keeps_running_then_sigterm_exits_0_within_3_s(config: Path):
     good = config.read_text()
     with DaemonProcess(config) as d:
-        # No sound device on this machine: the kiosk stays up and shows why.
-        d.wait_for_log(r"state error \(was idle\): .*input device")
+        # The microphone is missing: the kiosk stays up and shows why.
+        d.wait_for_log(r"state error \(was idle\): .*input device 'no-such-microphone'")
         d.wait_for_log(r"self-check: FAIL +gateway: 127.0.0.1:9 unreachable")
 
         config.write_text(good.replace("level: info", "level: loud").replace(
             "pin_factory: mock", "pin_factry: mock"))
         d.signal(signal.SIGHUP)
-        d.wait_for_log(r"reload rejected: .*config.yaml:7: gpio.pin_factry: unknown key. "
+        d.wait_for_log(r"reload rejected: .*config.yaml:10: gpio.pin_factry: unknown key. "
                        r"Did you mean `gpio.pin_factory`\?")
-        d.wait_for_log(r"reload rejected: .*config.yaml:10: logging.level: `loud` is not one")
+        d.wait_for_log(r"reload rejected: .*config.yaml:13: logging.level: `loud` is not one")
         d.wait_for_log(r"still running on the previous configuration")
         assert d.alive()
 

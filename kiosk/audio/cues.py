@@ -135,8 +135,8 @@ class CuePlayer:
             self.play("listening")  # the press: audio is kept from now on, speak now
         elif new == State.IDLE and old in (State.LISTENING, State.THINKING, State.SPEAKING):
             self.play("ended")
-        elif new == State.ERROR and old != State.ERROR:
-            self.play("error")
+        elif new == State.ERROR:
+            self.play("error")  # also again on a press while the error lasts
 
     def close(self) -> None:
         """Stop the connecting ticker."""

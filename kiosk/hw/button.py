@@ -49,7 +49,7 @@ class KioskButton:
         `bounce_ms` (debounce lockout, default 50 ms; 0 turns it off) and `long_press_s`
         (hold time for a long press, default 1.5 s).
     :param factory:
-        The gpiozero pin factory from :func:`kiosk.hw.pins.make_pin_factory`.
+        The gpiozero pin factory: ``open_pins(gpio).factory`` (:func:`kiosk.hw.pins.open_pins`).
     :param post:
         Called with each :class:`~kiosk.events.ButtonPressed`; must return at once.
     """

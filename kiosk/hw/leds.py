@@ -214,7 +214,7 @@ class StatusLight:
         from 3V3 to the pin) and the per-state patterns via :meth:`GpioSettings.pattern`.
         Every pattern's mode and colour are checked when the light is built (ValueError).
     :param factory:
-        The gpiozero pin factory from :func:`kiosk.hw.pins.make_pin_factory`.
+        The gpiozero pin factory: ``open_pins(gpio).factory`` (:func:`kiosk.hw.pins.open_pins`).
     """
 
     def __init__(self, gpio: GpioSettings, factory: Factory) -> None:

@@ -33,7 +33,10 @@ STDERR_FORMAT = "%(asctime)s %(levelname)-7s [%(KIOSK_STATE)s] %(message)s"
 MASK = "***"
 
 # Token shapes first, then key/value pairs, so `"api_key": "sk-..."` is masked either way.
-_SECRET_KEY = r"[\w-]*(?:password|passwd|api[_-]?key|token|secret|authorization)[\w-]*"
+# A key name only starts where a word starts (the look-behind): without it the search would
+# retry `[\w-]*` from every letter of a long word, which is quadratic in the word's length.
+_SECRET_KEY = (r"(?<![\w-])[\w-]*(?:password|passwd|api[_-]?key|token|secret|authorization)"
+               r"[\w-]*")
 _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {MASK}"),
     (re.compile(r"\bek_[A-Za-z0-9_-]{4,}"), f"ek_{MASK}"),

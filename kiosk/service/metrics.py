@@ -1,21 +1,24 @@
 """Prometheus metrics as a node_exporter textfile (no HTTP server on a patient kiosk).
 
 node_exporter's textfile collector reads every `*.prom` file in its directory (Debian:
-/var/lib/prometheus/node-exporter); we rewrite ours atomically every `metrics.interval_s`
-with prometheus_client's `write_to_textfile` (temporary file + rename in the same dir).
+/var/lib/prometheus/node-exporter). The file is a few lines of Prometheus' text exposition
+format, so it is written here directly rather than with a client library: the counters are
+copied under a lock, formatted outside it, and the file is replaced atomically (temporary
+file in the same directory, then rename) every `metrics.interval_s` and at shut-down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
-
-from prometheus_client import CollectorRegistry, write_to_textfile
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from kiosk import __version__
 from kiosk.settings import MetricsSettings
@@ -25,15 +28,16 @@ log = logging.getLogger(__name__)
 
 PREFIX = "voice_kiosk"
 # Known kinds get a 0 sample from the start, so rate() and alerts work before the first error.
-ERROR_KINDS = ("auth", "network", "unavailable", "protocol", "device", "config", "internal")
+ERROR_KINDS = ("auth", "network", "unavailable", "protocol", "device", "config", "gpio",
+               "internal")
 LATENCY_WINDOW = 200  # latest samples kept for the p95
 
 
-def p95(samples: deque[float] | list[float]) -> float:
+def p95(samples: Iterable[float]) -> float:
     """Nearest-rank 95th percentile; NaN when there are no samples yet."""
-    if not samples:
-        return math.nan
     ordered = sorted(samples)
+    if not ordered:
+        return math.nan
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
@@ -60,11 +64,47 @@ class _Latency:
         return self.samples[-1] if self.samples else math.nan
 
 
+@dataclass(frozen=True)
+class Family:
+    """One metric family of the text format: its samples as (labels, value)."""
+
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+    samples: list[tuple[dict[str, str], float]]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def render(families: Iterable[Family]) -> str:
+    """Families in Prometheus' text exposition format (version 0.0.4)."""
+    lines: list[str] = []
+    for f in families:
+        lines.append(f"# HELP {f.name} {f.help}")
+        lines.append(f"# TYPE {f.name} {f.kind}")
+        for labels, value in f.samples:
+            text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            lines.append(f"{f.name}{{{text}}} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
 class Metrics:
     """Counts what the kiosk does and writes it as a textfile.
 
     >>> metrics = Metrics(settings.metrics, settings.kiosk.id)
-    >>> controller.add_observer(metrics.on_state_change)
+    >>> controller.add_observer(metrics)   # on_state_change
     >>> metrics.start()          # background writes every interval_s
     >>> metrics.count_press()    # from the button handler
     >>> metrics.close()          # last write on shut-down
@@ -75,7 +115,7 @@ class Metrics:
     def __init__(self, settings: MetricsSettings, kiosk_id: str) -> None:
         self.settings = settings
         self.kiosk_id = kiosk_id
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the counters only; never held across I/O
         self._started = time.time()
         self._state: str = State.IDLE
         self._session_id: str | None = None
@@ -85,13 +125,12 @@ class Metrics:
         self._overruns = 0
         self._underruns = 0
         self._errors: Counter[str] = Counter({kind: 0 for kind in ERROR_KINDS})
+        self._health: dict[str, bool] = {}
         self._press_to_listening = _Latency()
         self._answer = _Latency()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._write_failed = False
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)  # type: ignore[arg-type]  # duck-typed Collector
 
     @property
     def enabled(self) -> bool:
@@ -134,73 +173,87 @@ class Metrics:
         with self._lock:
             self._overruns, self._underruns = overruns, underruns
 
-    # --- prometheus_client Collector protocol -----------------------------------------
-
-    def collect(self) -> Iterator[Metric]:
-        labels = ["kiosk"]
-        kid = [self.kiosk_id]
+    def set_health(self, part: str, ok: bool) -> None:
+        """Whether a part (microphone, speaker, gpio) works now; exported as a gauge."""
         with self._lock:
-            info = GaugeMetricFamily(f"{PREFIX}_info", "Kiosk version (value is always 1).",
-                                     labels=["kiosk", "version"])
-            info.add_metric([self.kiosk_id, __version__], 1)
-            yield info
-            state = GaugeMetricFamily(f"{PREFIX}_state", "1 for the kiosk's current state.",
-                                      labels=["kiosk", "state"])
-            for s in State:
-                state.add_metric([self.kiosk_id, s.value], 1.0 if s == self._state else 0.0)
-            yield state
-            for name, doc, value in (
-                ("sessions", "Sessions started (entries to connecting).", self._sessions),
-                ("button_presses", "Button presses.", self._presses),
-                ("reconnects", "Realtime reconnect attempts.", self._reconnects),
-                ("audio_overruns", "Microphone frames lost (capture overruns).",
-                 self._overruns),
-                ("audio_underruns", "Speaker starved (playback underruns).", self._underruns),
-            ):
-                c = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
-                c.add_metric(kid, value)
-                yield c
-            errors = CounterMetricFamily(f"{PREFIX}_errors", "Errors by kind.",
-                                         labels=["kiosk", "kind"])
-            for kind, count in sorted(self._errors.items()):
-                errors.add_metric([self.kiosk_id, kind], count)
-            yield errors
-            for name, doc, latency in (
-                ("press_to_listening", "Button press to listening", self._press_to_listening),
-                ("answer_latency", "End of speech (thinking) to first answer audio (speaking)",
-                 self._answer),
-            ):
-                for stat, value in (("last", latency.last), ("p95", p95(latency.samples))):
-                    g = GaugeMetricFamily(f"{PREFIX}_{name}_{stat}_seconds",
-                                          f"{doc}, {stat}, seconds (NaN before the first).",
-                                          labels=labels)
-                    g.add_metric(kid, value)
-                    yield g
-        start = GaugeMetricFamily(f"{PREFIX}_start_time_seconds",
-                                  "Unix time the daemon started.", labels=labels)
-        start.add_metric(kid, self._started)
-        yield start
-        uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since start.",
-                                   labels=labels)
-        uptime.add_metric(kid, time.time() - self._started)
-        yield uptime
+            self._health[part] = ok
 
     # --- output -----------------------------------------------------------------------
 
+    def families(self) -> list[Family]:
+        """A consistent snapshot of every metric (the lock is held only to copy)."""
+        k = {"kiosk": self.kiosk_id}
+        with self._lock:
+            state = self._state
+            counters = (self._sessions, self._presses, self._reconnects, self._overruns,
+                        self._underruns)
+            errors = sorted(self._errors.items())
+            health = sorted(self._health.items())
+            latencies = [(lat.last, p95(lat.samples))
+                         for lat in (self._press_to_listening, self._answer)]
+        out = [
+            Family(f"{PREFIX}_info", "gauge", "Kiosk version (value is always 1).",
+                   [({**k, "version": __version__}, 1)]),
+            Family(f"{PREFIX}_state", "gauge", "1 for the kiosk's current state.",
+                   [({**k, "state": s.value}, 1 if s == state else 0) for s in State]),
+        ]
+        for (name, doc), value in zip((
+                ("sessions", "Sessions started (entries to connecting)."),
+                ("button_presses", "Button presses."),
+                ("reconnects", "Realtime reconnect attempts."),
+                ("audio_overruns", "Microphone frames lost (capture overruns)."),
+                ("audio_underruns", "Speaker starved (playback underruns)."),
+        ), counters, strict=True):
+            out.append(Family(f"{PREFIX}_{name}_total", "counter", doc, [(k, value)]))
+        out.append(Family(f"{PREFIX}_errors_total", "counter", "Errors by kind.",
+                          [({**k, "kind": kind}, count) for kind, count in errors]))
+        if health:
+            out.append(Family(f"{PREFIX}_part_ok", "gauge",
+                              "1 while a part (microphone, speaker, gpio) works, else 0.",
+                              [({**k, "part": part}, 1 if ok else 0) for part, ok in health]))
+        for (name, doc), (last, pct) in zip((
+                ("press_to_listening", "Button press to listening"),
+                ("answer_latency", "End of speech (thinking) to first answer audio (speaking)"),
+        ), latencies, strict=True):
+            for stat, value in (("last", last), ("p95", pct)):
+                out.append(Family(f"{PREFIX}_{name}_{stat}_seconds", "gauge",
+                                  f"{doc}, {stat}, seconds (NaN before the first).",
+                                  [(k, value)]))
+        now = time.time()
+        out.append(Family(f"{PREFIX}_start_time_seconds", "gauge",
+                          "Unix time the daemon started.", [(k, self._started)]))
+        out.append(Family(f"{PREFIX}_uptime_seconds", "gauge", "Seconds since start.",
+                          [(k, now - self._started)]))
+        return out
+
     def write(self) -> bool:
         """Write the textfile now; False (logged once) if it cannot be written."""
-        if not self.enabled:
+        path = self.settings.textfile
+        if path is None:
             return False
-        assert self.settings.textfile is not None
+        text = render(self.families())
+        folder = os.path.dirname(os.path.abspath(path))
+        tmp = None
         try:
-            write_to_textfile(self.settings.textfile, self.registry)
+            fd, tmp = tempfile.mkstemp(prefix=".voice-kiosk-", suffix=".tmp", dir=folder)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)  # node_exporter runs as another user
+            os.replace(tmp, path)
         except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             if not self._write_failed:
-                log.warning("metrics: cannot write %s: %s", self.settings.textfile, exc)
+                log.warning("metrics: cannot write %s (%s). The service user needs write "
+                            "access to %s (run `sudo systemd/install.sh` again, which prepares "
+                            "it); a directory created after the service started needs "
+                            "`systemctl restart voice-kiosk`", path, exc.strerror or exc,
+                            folder)
             self._write_failed = True
             return False
         if self._write_failed:
-            log.info("metrics: writing %s again", self.settings.textfile)
+            log.info("metrics: writing %s again", path)
         self._write_failed = False
         return True
 

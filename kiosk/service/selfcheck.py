@@ -2,7 +2,9 @@
 
 Three checks, each one line for IT staff:
 - devices: microphone and speaker open (asked of the audio layer through a callable);
-- gateway: a TCP connection to gateway.url's host and port succeeds (or "simulator");
+- gateway: a TCP connection to gateway.url's host and port succeeds (fails when it is empty;
+  "simulator" when the built-in simulator was asked for);
+- gpio: the button and light pins opened (asked of the GPIO layer through a callable);
 - clock: not before the package's build year, since a Pi without a real-time clock boots
   in the past until NTP syncs, and then TLS certificates and token expiry checks fail.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from kiosk.settings import Settings
+from kiosk.settings import SIMULATOR_URL, Settings
 
 # Nothing built in 2025 can be running earlier; an earlier clock is simply wrong.
 EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -35,16 +37,19 @@ def _line(ok: bool, name: str, detail: str) -> str:
     return f"{'ok  ' if ok else 'FAIL'} {name}: {detail}"
 
 
-def check_devices(audio_ok: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+def check_devices(probe: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+    """Run a part's probe (audio devices, GPIO): (ok, one line for IT staff)."""
     try:
-        return audio_ok()
+        return probe()
     except Exception as exc:  # a crashing probe is a failed check, not a crashed daemon
-        return False, f"audio probe raised {type(exc).__name__}: {exc}"
+        return False, f"probe raised {type(exc).__name__}: {exc}"
 
 
 def check_gateway(url: str, timeout_s: float = GATEWAY_TIMEOUT_S) -> tuple[bool, str]:
     if not url:
-        return True, "simulator (gateway.url is empty)"
+        return False, "gateway.url is empty: set it in the configuration"
+    if url == SIMULATOR_URL:
+        return True, "built-in simulator (gateway.url: simulator): a demo, not an assistant"
     parts = urlsplit(url)
     host = parts.hostname
     if not host:
@@ -72,12 +77,14 @@ def check_clock(now: Callable[[], float] = time.time) -> tuple[bool, str]:
 
 
 def run_selfcheck(settings: Settings, audio_ok: Callable[[], tuple[bool, str]], *,
+                  gpio_ok: Callable[[], tuple[bool, str]] | None = None,
                   now: Callable[[], float] = time.time,
                   timeout_s: float = GATEWAY_TIMEOUT_S) -> SelfCheck:
     """Run all checks (a few seconds at most: the gateway connect is bounded by
     timeout_s, itself capped by gateway.timeout_s)."""
     results = {
         "devices": check_devices(audio_ok),
+        **({"gpio": check_devices(gpio_ok)} if gpio_ok is not None else {}),
         "gateway": check_gateway(settings.gateway.url,
                                  min(timeout_s, settings.gateway.timeout_s)),
         "clock": check_clock(now),

@@ -7,6 +7,7 @@ with `MockPWMPin`, so a test drives a pin (`drive_low()`) or reads what the LED 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -14,10 +15,16 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.hw.pins import make_pin_factory
+from kiosk.hw.pins import open_pins
 from kiosk.settings import GpioSettings
 
 from .hw_scope import wait_until
+
+# lgpio (gpiozero's first choice under `auto`, a kiosk dependency) starts a notification thread
+# for the life of the process when it is first imported: import it before any test, so the
+# stray-thread check does not blame whichever test happens to import it first.
+with contextlib.suppress(ImportError):
+    import lgpio  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +50,7 @@ def clean_default_factory() -> Iterator[None]:
 @pytest.fixture
 def factory() -> Iterator[MockFactory]:
     """Fresh simulated pins (PWM-capable), built the way the kiosk builds them."""
-    pins = make_pin_factory(GpioSettings(pin_factory="mock"))
-    yield pins
+    pins = open_pins(GpioSettings(pin_factory="mock"))
+    yield pins.factory
     pins.close()
-    pins.reset()
+    pins.factory.reset()

@@ -27,6 +27,8 @@ STATES = {"idle", "connecting", "listening", "thinking", "speaking", "error"}
 CONFIG = """\
 kiosk:
   id: e2e-bed
+gateway:
+  url: simulator
 audio:
   input_device: {mic}
   output_device: {speaker}

@@ -1,12 +1,15 @@
 """install.sh, really run into a temporary root: idempotent, keeps config and keys, sets
-modes, uninstalls cleanly; and once with a real virtualenv."""
+modes, uninstalls cleanly; once as an ordinary user; and once with a real virtualenv built
+the way install.sh builds it (no test extras, nothing borrowed from the development venv)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,11 +30,18 @@ KEY = "etc/voice-kiosk/gateway-api-key"
 AS_ROOT = os.geteuid() == 0
 
 
-def install(root: Path, *args: str, source: Path = REPO,
-            timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["bash", str(INSTALL_SH), "--root", str(root), "--source",
+def install(root: Path, *args: str, source: Path = REPO, timeout_s: float = 60,
+            user: str | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """Run install.sh into `root`; as `user` (an ordinary account) when given."""
+    as_user = []
+    if user:
+        account = pwd.getpwnam(user)
+        as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+                   "--clear-groups"]
+    result = subprocess.run([*as_user, "bash", str(INSTALL_SH), "--root", str(root), "--source",
                              str(source), *args], capture_output=True, text=True,
-                            timeout=timeout_s)
+                            timeout=timeout_s, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -43,6 +53,8 @@ def listing(root: Path) -> list[tuple]:
         st = path.lstat()
         if path.is_symlink():
             what = "-> " + os.readlink(path)
+        elif path.suffix == ".pyc":
+            what = "bytecode"  # stamped with its source's mtime: new on every pip install
         elif path.is_file():
             what = hashlib.sha256(path.read_bytes()).hexdigest()
         else:
@@ -66,6 +78,38 @@ def test_twice_gives_the_same_tree(tmp_path: Path):
     assert listing(tmp_path) == first
     assert (tmp_path / UNIT).read_bytes() == (REPO / "systemd/voice-kiosk.service").read_bytes()
     assert os.readlink(tmp_path / WANTS) == "/etc/systemd/system/voice-kiosk.service"
+
+
+def test_the_command_is_on_the_path(tmp_path: Path):
+    install(tmp_path, "--no-venv")
+    link = tmp_path / "usr/local/bin/voice-kiosk"
+    assert os.readlink(link) == "/opt/voice-kiosk/venv/bin/voice-kiosk"
+    install(tmp_path, "--uninstall")
+    assert not link.is_symlink()
+
+
+def test_textfile_directory_is_prepared_for_the_service(tmp_path: Path):
+    install(tmp_path, "--no-venv")
+    folder = tmp_path / "var/lib/prometheus/node-exporter"
+    assert folder.is_dir()
+    uid = next(line.split(":")[2] for line in (tmp_path / "etc/passwd").read_text().splitlines()
+               if line.startswith("voice-kiosk:"))
+    acl = subprocess.run(["getfacl", "--numeric", "--omit-header", str(folder)],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert f"user:{uid}:rwx" in acl  # the service can write there from its first start
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="makes a staging directory for the nobody account")
+def test_an_ordinary_user_can_stage_an_image_twice():
+    # pytest's tmp_path lives in root's private directory: stage where nobody can write.
+    with tempfile.TemporaryDirectory(prefix="kiosk-stage-") as folder:
+        stage = Path(folder)
+        shutil.chown(stage, "nobody")
+        install(stage / "root", "--no-venv", user="nobody")
+        first = listing(stage / "root")
+        install(stage / "root", "--no-venv", user="nobody")  # sysusers reads shadow back
+        assert listing(stage / "root") == first
+        assert "voice-kiosk:" in (stage / "root/etc/passwd").read_text()
 
 
 def test_user_and_modes(tmp_path: Path):
@@ -125,17 +169,42 @@ def test_unknown_option_is_an_error(tmp_path: Path):
 def snapshot(dest: Path) -> Path:
     """A still copy of the checkout (others may be editing it while pip builds)."""
     ignore = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
-                                    ".*_cache", ".hypothesis", "out")
+                                    ".*_cache", ".hypothesis", "out", ".lgd-nfy*")
     shutil.copytree(REPO, dest, ignore=ignore)
     return dest
 
 
+# Imports every module of the installed package, and reports test tools it can see.
+IMPORT_ALL = """
+import importlib, importlib.util, pkgutil, kiosk
+names = sorted(m.name for m in pkgutil.walk_packages(kiosk.__path__, "kiosk.")
+               if not m.name.endswith(".__main__"))  # those run a program when imported
+for name in names:
+    importlib.import_module(name)
+print("imported", len(names), "from", kiosk.__file__)
+print("visible test tools:", [t for t in ("pytest", "openai", "prometheus_client", "hypothesis")
+                              if importlib.util.find_spec(t)])
+import lgpio  # the GPIO driver for every Pi model
+"""
+
+
 @pytest.mark.slow
-def test_really_installs_the_package_into_a_virtualenv(tmp_path: Path):
+@pytest.mark.timeout(900)
+def test_the_installed_artifact_imports_every_module(tmp_path: Path):
     root = tmp_path / "root"
     source = snapshot(tmp_path / "src")
-    install(root, "--venv-from", str(VENV), source=source, timeout_s=300)
+    # As install.sh runs on a Pi: Debian's python3, the package without extras, dependencies
+    # from the package index -- nothing from the development venv (not even on PATH).
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = ":".join(p for p in env["PATH"].split(":") if not p.startswith(str(VENV)))
+    install(root, "--python", "/usr/bin/python3", source=source, timeout_s=840, env=env)
     venv = root / "opt/voice-kiosk/venv"
+    assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
+    check = subprocess.run([str(venv / "bin/python"), "-c", IMPORT_ALL], capture_output=True,
+                           text=True, timeout=120, cwd=tmp_path, env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"from {venv}" in check.stdout  # the installed copy, not the checkout
+    assert "visible test tools: []" in check.stdout
     entry = venv / "bin/voice-kiosk"
     # The script names the interpreter the installed system will have.
     assert entry.read_text().splitlines()[0] == "#!/opt/voice-kiosk/venv/bin/python"
@@ -144,12 +213,13 @@ def test_really_installs_the_package_into_a_virtualenv(tmp_path: Path):
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert __import__("kiosk").__version__ in result.stdout + result.stderr
-    site = subprocess.run([str(venv / "bin/python"), "-c",
-                           "import kiosk.service.notify as m; print(m.__file__)"],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout
-    assert site.startswith(str(venv))  # the installed copy, not the checkout
+    example = subprocess.run([str(venv / "bin/python"), str(entry), "check-config", "--config",
+                              str(source / "config/voice-kiosk.yaml")], capture_output=True,
+                             text=True, timeout=60, cwd=tmp_path, env=env)
+    assert example.returncode == 0, example.stderr
+    assert "note: gateway.url is empty" in example.stderr
     first = listing(root)
-    install(root, "--venv-from", str(VENV), source=source, timeout_s=300)
+    install(root, "--python", "/usr/bin/python3", source=source, timeout_s=600, env=env)
     assert listing(root) == first
 
     # The installed tree is what the unit expects: systemd-analyze finds ExecStart there.

@@ -40,9 +40,22 @@ def test_all_good(gateway_port):
     assert f"127.0.0.1:{gateway_port} reachable" in result.lines[1]
 
 
-def test_simulator_when_no_gateway_url():
+def test_no_gateway_url_fails_and_says_what_to_set():
     result = run_selfcheck(Settings(), devices_ok)
-    assert result.ok and "simulator" in result.lines[1]
+    assert not result.ok and result.summary == "self-check failed: gateway"
+    assert result.lines[1].startswith("FAIL gateway: gateway.url is empty")
+
+
+def test_simulator_only_when_asked_for():
+    result = run_selfcheck(with_gateway("simulator"), devices_ok)
+    assert result.ok and "built-in simulator" in result.lines[1]
+
+
+def test_gpio_problem_is_its_own_line():
+    result = run_selfcheck(with_gateway("simulator"), devices_ok,
+                           gpio_ok=lambda: (False, "no GPIO chip"))
+    assert not result.ok and result.summary == "self-check failed: gpio"
+    assert "FAIL gpio: no GPIO chip" in result.lines
 
 
 def test_unreachable_gateway_fails():
@@ -60,7 +73,8 @@ def test_credentials_in_the_url_are_not_repeated():
 
 
 def test_clock_in_the_past_fails():
-    result = run_selfcheck(Settings(), devices_ok, now=lambda: 0.0)  # 1970: no NTP yet
+    result = run_selfcheck(with_gateway("simulator"), devices_ok,
+                           now=lambda: 0.0)  # 1970: no NTP yet
     assert not result.ok and result.summary == "self-check failed: clock"
     assert result.lines[2].startswith("FAIL clock: 1970-01-01")
 
@@ -69,6 +83,6 @@ def test_device_problems_are_reported_not_raised():
     def no_microphone() -> tuple[bool, str]:
         raise OSError("No Default Input Device Available")
 
-    result = run_selfcheck(Settings(), no_microphone)
+    result = run_selfcheck(with_gateway("simulator"), no_microphone)
     assert not result.ok and result.summary == "self-check failed: devices"
     assert "No Default Input Device Available" in result.lines[0]
