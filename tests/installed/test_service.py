@@ -40,6 +40,7 @@ pytestmark = pytest.mark.installed
 DEMO_TIMEOUT_S = 900  # a cold run compiles PyAudio and systemd-python inside the container
 # The patient's turn: a breath, 1.2 s of speech, then the silence that ends it (server VAD).
 PATIENT = utterance(speech_s=1.2, lead_s=0.3, tail_s=1.0)
+PRESS_S = 0.2  # a patient's short press: longer than bounce_ms (50), shorter than 1.5 s
 
 
 def visit_states(states: list[str], *wanted: str) -> bool:
@@ -236,10 +237,11 @@ def test_reload_applies_led_pattern_and_the_button_still_works(gateway: dict[str
                "the LED to light steadily in idle after the reload")
     wait_until(lambda: service.pin_value(LED_PIN) == 1.0
                and not service.pin_history(LED_PIN, 1.0), 10, "the LED to stay on (1 s)")
-    # The patient presses the real button: the pin goes low while held (pull-up wiring).
+    # The patient presses the real button: the pin is low while it is held (pull-up
+    # wiring). A short press counts when the button is let go.
     pressed = service.cursor()
     assert service.pins(f"drive {BUTTON_PIN} low") == "ok"
-    service.wait_state("connecting", pressed, timeout_s=10)
+    time.sleep(PRESS_S)  # how long the button is held: the stimulus, not a wait
     assert service.pins(f"drive {BUTTON_PIN} high") == "ok"
     states = service.wait_state("listening", pressed, timeout_s=20)
     assert states[:2] == ["connecting", "listening"], states
