@@ -252,7 +252,7 @@ def _build_rootfs(priv: Privileges, recipe: RootfsRecipe, tarball: Path) -> None
     work = _new_machine_dir(priv, "build")
     root = work / "root"
     try:
-        priv.run(["mkdir", str(root)], timeout=30)
+        _make_root(priv, root)
         priv.run(["bash", str(MKROOTFS), str(root), recipe.mirror, ",".join(recipe.include),
                   " ".join(recipe.prefetch),
                   str(HOST_CA_DIR) if recipe.ca_files else "",
@@ -279,6 +279,14 @@ def _new_machine_dir(priv: Privileges, kind: str) -> Path:
     owner = {"owner_pid": os.getpid(), "owner_start": _start_time(os.getpid())}
     _write_host(priv, path / "owner.json", json.dumps(owner).encode())
     return path
+
+
+def _make_root(priv: Privileges, root: Path) -> None:
+    """The empty directory a root file system goes into: its own tmpfs if memory allows."""
+    priv.run(["mkdir", "-m", "0755", str(root)], timeout=30)
+    if _memory_to_spare():
+        priv.run(["mount", "-t", "tmpfs", "-o", f"mode=0755,size={TMPFS_SIZE}",
+                  "voice-kiosk-test", str(root)], timeout=30)
 
 
 def _remove_machine_dir(priv: Privileges, path: Path) -> None:
@@ -419,10 +427,7 @@ class Container:
             box.destroy()
 
     def _extract(self, tarball: Path) -> None:
-        self.priv.run(["mkdir", "-m", "0755", str(self.root)], timeout=30)
-        if _memory_to_spare():
-            self.priv.run(["mount", "-t", "tmpfs", "-o", f"mode=0755,size={TMPFS_SIZE}",
-                           "voice-kiosk-test", str(self.root)], timeout=30)
+        _make_root(self.priv, self.root)
         self.priv.run(["tar", "-C", str(self.root), "--numeric-owner", "--xattrs",
                        "-I", "zstd -T0", "-xf", str(tarball)], timeout=300)
 
