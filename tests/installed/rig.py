@@ -351,34 +351,66 @@ def sweep_stale(priv: Privileges) -> list[str]:
             owner = {}
         if _alive(owner.get("owner_pid"), owner.get("owner_start")):
             continue
-        nspawn = owner.get("nspawn_pid")
-        if _alive(nspawn, owner.get("nspawn_start")):
-            _stop_nspawn(priv, nspawn, owner.get("nspawn_start"), str(path / "root"))
+        _stop_container(priv, owner, str(path / "root"))
         _remove_machine_dir(priv, path)
         removed.append(path.name)
     return removed
 
 
-def _stop_nspawn(priv: Privileges, pid: int, start: int | None, root: str,
-                 running: Callable[[], bool] | None = None) -> None:
-    """End one nspawn process (and with it its container): SIGTERM asks the container to
-    power off; SIGKILL if that takes too long (the container's PID 1 dies with it)."""
+def _stop_container(priv: Privileges, owner: dict[str, int | None], root: str,
+                    running: Callable[[], bool] | None = None) -> None:
+    """End a container and everything in it, by the PIDs in its owner record.
+
+    1. Our commands still inside (`nsenter`, e.g. of a test killed mid-command): killed
+       first. Left alone they stop themselves when the shutting-down container stops their
+       child (nsenter mirrors a stopped child), never reap it, and the container's shutdown
+       waits 90 s for that zombie.
+    2. nspawn: SIGTERM asks the container to power off; SIGKILL if that takes too long.
+    3. The container's PID 1, if it outlived nspawn: SIGKILL ends its PID namespace, and
+       so every process in it.
+    """
+    pid1, pid1_start = owner.get("pid1"), owner.get("pid1_start")
+    if _alive(pid1, pid1_start):
+        for pid in _nsenters_into(int(pid1)):  # type: ignore[arg-type]
+            priv.kill(pid, signal.SIGKILL)
+    nspawn, nspawn_start = owner.get("nspawn_pid"), owner.get("nspawn_start")
+    if nspawn is not None and _is_nspawn_of(nspawn, root):
+        alive = running or (lambda: _alive(nspawn, nspawn_start))
+        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
+            if not alive():
+                break
+            priv.kill(nspawn, sig)
+            _wait_gone(alive, wait_s)
+    if _alive(pid1, pid1_start):
+        priv.kill(int(pid1), signal.SIGKILL)  # type: ignore[arg-type]
+        _wait_gone(lambda: _alive(pid1, pid1_start), 10.0)
+
+
+def _wait_gone(alive: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _is_nspawn_of(pid: int, root: str) -> bool:
+    """Whether PID is a systemd-nspawn running `root` (not a reused PID)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return
-    if not cmdline or b"systemd-nspawn" not in cmdline[0] or root.encode() not in cmdline:
-        return  # the PID was reused by something else: not ours to signal
-    alive = running or (lambda: _alive(pid, start))
-    priv.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if alive():
-        priv.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        return False
+    return bool(cmdline) and b"systemd-nspawn" in cmdline[0] and root.encode() in cmdline
+
+
+def _nsenters_into(pid1: int) -> list[int]:
+    """Host processes `nsenter --target PID1 ...` (commands the rig runs inside)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = entry.read_bytes().split(b"\0")
+            if (argv and argv[0].endswith(b"nsenter") and b"--target" in argv
+                    and argv[argv.index(b"--target") + 1:][:1] == [str(pid1).encode()]):
+                found.append(int(entry.parent.name))
+    return found
 
 
 @dataclass
@@ -409,6 +441,7 @@ class Container:
         self.nspawn_pid: int | None = None
         self.nspawn_start: int | None = None
         self.pid1: int | None = None
+        self.pid1_start: int | None = None
         self._launcher: subprocess.Popen[bytes] | None = None
 
     # lifecycle --------------------------------------------------------------------------------
@@ -459,9 +492,16 @@ class Container:
                     raise RigError("systemd-nspawn did not start")
                 time.sleep(0.05)
         self.nspawn_start = _start_time(self.nspawn_pid)
-        owner = {"owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()),
-                 "nspawn_pid": self.nspawn_pid, "nspawn_start": self.nspawn_start}
-        _write_host(self.priv, self.path / "owner.json", json.dumps(owner).encode())
+        self._record_owner()
+
+    def _owner(self) -> dict[str, int | None]:
+        return {"owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()),
+                "nspawn_pid": self.nspawn_pid, "nspawn_start": self.nspawn_start,
+                "pid1": self.pid1, "pid1_start": self.pid1_start}
+
+    def _record_owner(self) -> None:
+        """What a later sweep needs to stop this container if this process dies."""
+        _write_host(self.priv, self.path / "owner.json", json.dumps(self._owner()).encode())
 
     def _find_pid1(self) -> int | None:
         """The container's PID 1: nspawn's child whose PID inside its namespace is 1."""
@@ -484,6 +524,9 @@ class Container:
                 raise RigError(f"the container stopped while booting:\n{self.console()}")
             if self.pid1 is None:
                 self.pid1 = self._find_pid1()
+                if self.pid1 is not None:
+                    self.pid1_start = _start_time(self.pid1)
+                    self._record_owner()
             if self.pid1 is not None:
                 state = self.run(["systemctl", "is-system-running"], timeout=15).stdout.strip()
                 if state in ("running", "degraded"):
@@ -505,10 +548,9 @@ class Container:
         return _alive(self.nspawn_pid, self.nspawn_start)
 
     def destroy(self) -> None:
-        """Stop the container by its nspawn PID, then remove its directory."""
-        if self.nspawn_pid is not None and self.running():
-            _stop_nspawn(self.priv, self.nspawn_pid, self.nspawn_start, str(self.root),
-                         self.running)
+        """Stop the container and what runs in it by PID, then remove its directory."""
+        if self.nspawn_pid is not None:
+            _stop_container(self.priv, self._owner(), str(self.root), self.running)
         if self.nspawn_pid is not None and self.running():
             raise RigError(f"systemd-nspawn (PID {self.nspawn_pid}) did not stop; "
                            f"{self.path} is left in place")
@@ -553,6 +595,10 @@ class Container:
             raise RigError(f"in the container, {' '.join(cmd)!r} did not finish within "
                            f"{timeout:g} s:\n--- stdout\n{_tail(out)}\n--- stderr\n"
                            f"{_tail(err)}") from None
+        except BaseException:  # a test's timeout or Ctrl-C: leave nothing running inside
+            self._kill_group(proc)
+            proc.wait(timeout=30)
+            raise
         result = Result(list(cmd), proc.returncode, out.decode(errors="replace"),
                         err.decode(errors="replace"))
         return result.check() if check else result
