@@ -33,7 +33,7 @@ class Kiosk:
     def __init__(self, settings: Settings, extra_observers: list[Observer] | None = None,
                  simulator: Any | None = None, metrics: Any | None = None):
         from kiosk.audio.engine import AudioEngine
-        from kiosk.conversation import RealtimeConversation
+        from kiosk.conversation import Conversation
         from kiosk.service.metrics import Metrics
 
         self.settings = settings
@@ -44,14 +44,23 @@ class Kiosk:
         self._own_metrics = metrics is None
         self.metrics = metrics or Metrics(settings.metrics, settings.kiosk.id)
         self.audio = AudioEngine(settings.audio, listener=self._on_audio)
-        self.conversation = RealtimeConversation(session_settings, self.audio, self.post)
-        self.controller = Controller(settings.session, self.conversation)
+        self.conversation = Conversation(session_settings, self.audio, self.post,
+                                         counters=self.metrics)
+        self._closers.append(self.conversation.close)
+        self.controller = Controller(settings.visit, self.conversation)
         for observer in [*(extra_observers or []), self.metrics, self.audio.cues]:
             self.controller.add_observer(observer)
+        capture, playback, engine = self.audio.capture, self.audio.playback, self.audio
+        self.metrics.add_counter("audio_overruns", "Microphone audio lost (capture overruns).",
+                                 lambda: capture.overruns)
+        self.metrics.add_counter("audio_underruns", "Speaker starved (playback underruns).",
+                                 lambda: playback.underruns)
+        self.metrics.add_counter("audio_callback_errors", "Audio callbacks that raised (a "
+                                 "block lost each; see the journal).",
+                                 lambda: engine.callback_errors)
         self.light: Any = None
         self.button: Any = None
         self.gpio_problem: str | None = None
-        self._reconnects_seen: dict[int, int] = {}
 
     # Late-bound so the audio engine and conversation can be built before the controller.
     def post(self, event: ev.Event) -> bool:
@@ -70,7 +79,7 @@ class Kiosk:
             self.post(ev.Recovered("device", message))
 
     def _session_settings(self, settings: Settings, simulator: Any | None) -> Settings:
-        """With no gateway configured, point the session layer at the built-in simulator,
+        """With `gateway.url: simulator`, point the conversation at the built-in simulator,
         with a throw-away API key file only this process can read."""
         if simulator is None:
             return settings
@@ -141,24 +150,19 @@ class Kiosk:
             return True, "microphone and speaker open"
         return False, self.audio.last_error or "audio devices not open"
 
-    def refresh_metrics(self) -> None:
-        """Copy the audio and session counters into the metrics (called about once a second)."""
-        capture, playback = self.audio.capture, self.audio.playback
-        self.metrics.set_audio_counters(capture.overruns, playback.underruns)
-        stats = self.conversation.stats  # the current (or last) session's counters
-        seen = self._reconnects_seen.get(id(stats), 0)
-        for _ in range(stats.reconnects - seen):
-            self.metrics.count_reconnect()
-        self._reconnects_seen = {id(stats): stats.reconnects}
-
     def controller_loop_alive(self) -> bool:
         """The state machine's thread is turning (its heartbeat is recent)."""
         return self.controller.alive()
 
     def audio_streams_alive(self) -> bool:
         """The audio callbacks are running. While a device is missing the kiosk is alive in
-        its error state (the engine is retrying), so that counts as alive too."""
-        return self.audio.alive() or not self.audio.ready
+        its error state (the engine is retrying), so that counts as alive too -- as long as
+        the engine's supervisor, which does the retrying, runs."""
+        return self.audio.alive() or (not self.audio.ready and self.audio.supervisor_alive())
+
+    def conversation_loop_alive(self) -> bool:
+        """The thread that owns the conversation is running."""
+        return self.conversation.alive()
 
     def close(self) -> None:
         while self._closers:

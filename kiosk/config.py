@@ -105,10 +105,25 @@ class _Checker:
             self.fail(root, "(top level)", "expected sections like `audio:` and `gateway:`")
             return S.Settings(source=self.file)
         sections: dict[str, Any] = {}
-        for key_node, value_node in self._pairs(root, "", list(S.SECTIONS)):
+        notes: list[str] = []
+        for key_node, value_node in self._pairs(root, "", [*S.SECTIONS, *S.LEGACY_SECTIONS]):
             name = key_node.value
+            if name in S.LEGACY_SECTIONS:
+                new, renamed = S.LEGACY_SECTIONS[name]
+                if new in sections or any(k.value == new for k, _ in root.value):
+                    self.fail(key_node, name, f"`{name}:` is the old name of `{new}:`, which "
+                                              "is also given; keep one.")
+                    continue
+                value_node = _rename_keys(value_node, renamed)
+                notes.append(f"{self.file}:{key_node.start_mark.line + 1}: the `{name}:` "
+                             f"section is now called `{new}:`"
+                             + "".join(f" (and `{o}` is `{n}`)" for o, n in renamed.items())
+                             + "; rename it when you next edit the file.")
+                sections[new] = self.build_dataclass(S.SECTIONS[new], value_node, name,
+                                                     key_node)
+                continue
             sections[name] = self.build_dataclass(S.SECTIONS[name], value_node, name, key_node)
-        settings = S.Settings(**sections, source=self.file)
+        settings = S.Settings(**sections, source=self.file, notes=tuple(notes))
         self._cross_checks(settings, root)
         return settings
 
@@ -285,17 +300,29 @@ class _Checker:
         if sum(methods) > 1:
             self.fail(node, "gateway", "more than one credential given; keep exactly one of "
                       "api_key_file, token_file, email + password_file.")
-        sess = s.session
-        if sess.idle_timeout_s > sess.max_session_s:
-            self.fail(self._positions.get("session", root), "session.idle_timeout_s",
-                      f"{sess.idle_timeout_s} is longer than session.max_session_s "
-                      f"({sess.max_session_s}); make it shorter.")
+        visit = s.visit
+        if visit.idle_timeout_s > visit.max_visit_s:
+            self.fail(self._positions.get("visit", self._positions.get("session", root)),
+                      "visit.idle_timeout_s", f"{visit.idle_timeout_s} is longer than "
+                      f"visit.max_visit_s ({visit.max_visit_s}); make it shorter.")
+
+
+def _rename_keys(node: Node, renamed: dict[str, str]) -> Node:
+    """A copy of a mapping node with some keys renamed (lines kept for error messages)."""
+    if not isinstance(node, MappingNode):
+        return node
+    pairs = []
+    for key, value in node.value:
+        if isinstance(key, ScalarNode) and key.value in renamed:
+            key = ScalarNode(key.tag, renamed[key.value], key.start_mark, key.end_mark)
+        pairs.append((key, value))
+    return MappingNode(node.tag, pairs, node.start_mark, node.end_mark, node.flow_style)
 
 
 def notices(settings: S.Settings) -> list[str]:
     """What a valid file still leaves unusable or unusual, for IT staff (check-config prints
     them; the daemon shows the first kind as `error`)."""
-    out = []
+    out = list(settings.notes)
     if not settings.gateway.url:
         out.append(no_gateway_message(settings.source))
     elif settings.uses_simulator:

@@ -1,12 +1,15 @@
 """The kiosk's one state machine.
 
-Every input (button, session, audio, timers, signals) arrives as an `Event` on one bounded
-queue and is applied by one thread, the only code that changes the state. Each change is
-published to observers (LED, cues, systemd status, logs, metrics, the demo display), so none
-of them is special-cased here.
+Every input (button, conversation, audio, timers, signals) arrives as an `Event` on one
+bounded queue and is applied by one thread, the only code that changes the state. Each change
+is published to observers (LED, cues, systemd status, logs, metrics, the demo display), so none
+of them is special-cased here. The conversation is told what to do through its port, whose
+methods only post to the conversation's own queue: nothing here waits on another thread.
 
     idle -> connecting -> listening -> thinking -> speaking -> listening ... -> idle
-    any state -> error (shown for session.error_display_s, then idle; or held while a
+    listening/thinking/speaking -> connecting (link lost, reconnecting) -> listening/thinking
+    thinking -> listening (no answer within visit.thinking_timeout_s: "please ask again")
+    any state -> error (shown for visit.error_display_s, then idle; or held while a
     persistent fault such as an unplugged microphone lasts)
 """
 
@@ -23,12 +26,12 @@ from typing import Protocol
 
 from kiosk import events as ev
 from kiosk.ports import Conversation
-from kiosk.settings import SessionSettings
+from kiosk.settings import VisitSettings
 from kiosk.states import State, StateChange
 
 log = logging.getLogger("kiosk.controller")
 
-IN_SESSION = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
+IN_VISIT = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
 MAX_WAIT_S = 0.25  # the loop wakes at least this often: timers and the watchdog heartbeat
 
 
@@ -39,21 +42,22 @@ class Observer(Protocol):
 class Controller:
     """Owns the state. `post()` from any thread; `run()` (or `step()` in tests) applies events.
 
-    >>> c = Controller(SessionSettings(), conversation)
+    >>> c = Controller(VisitSettings(), conversation)
     >>> c.add_observer(led); c.start(); c.post(ev.ButtonPressed())
     """
 
-    def __init__(self, settings: SessionSettings, conversation: Conversation,
-                 clock: Callable[[], float] = time.monotonic, queue_size: int = 256):
+    def __init__(self, settings: VisitSettings, conversation: Conversation,
+                 clock: Callable[[], float] = time.monotonic, queue_size: int = 256) -> None:
         self.settings = settings
         self.conversation = conversation
         self.clock = clock
         self._queue: queue.Queue[ev.Event] = queue.Queue(maxsize=queue_size)
         self._observers: list[Observer] = []
         self._state = State.IDLE
-        self._session_id: str | None = None
-        self._session_deadline: float | None = None  # session.max_session_s
-        self._idle_deadline: float | None = None  # session.idle_timeout_s without speech
+        self._visit_id: str | None = None
+        self._visit_deadline: float | None = None  # visit.max_visit_s
+        self._idle_deadline: float | None = None  # visit.idle_timeout_s without speech
+        self._thinking_deadline: float | None = None  # visit.thinking_timeout_s
         self._error_deadline: float | None = None  # end of the error display
         self._persistent: dict[str, ev.Fault] = {}  # fault kind -> the fault, while it lasts
         self._thread: threading.Thread | None = None
@@ -69,8 +73,8 @@ class Controller:
         return self._state
 
     @property
-    def session_id(self) -> str | None:
-        return self._session_id
+    def visit_id(self) -> str | None:
+        return self._visit_id
 
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
@@ -92,7 +96,7 @@ class Controller:
         return self._thread
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        """End any session and stop the loop (from another thread)."""
+        """End any visit and stop the loop (from another thread)."""
         if self._thread is None:
             return
         self._running = False
@@ -114,9 +118,10 @@ class Controller:
         """Apply one queued event (or only the timers when none comes within `timeout_s`).
         Returns False once a Stop event has been applied."""
         self.last_beat = time.monotonic()
+        event: ev.Event
         try:
-            event: ev.Event = (self._queue.get(timeout=timeout_s) if timeout_s
-                               else self._queue.get_nowait())
+            event = (self._queue.get(timeout=timeout_s) if timeout_s
+                     else self._queue.get_nowait())
         except queue.Empty:
             event = ev.Tick()
         try:
@@ -128,8 +133,9 @@ class Controller:
         return not isinstance(event, ev.Stop)
 
     def _wait_s(self) -> float:
-        deadlines = [d for d in (self._session_deadline, self._idle_deadline,
-                                 self._error_deadline) if d is not None]
+        deadlines = [d for d in (self._visit_deadline, self._idle_deadline,
+                                 self._thinking_deadline, self._error_deadline)
+                     if d is not None]
         if not deadlines:
             return MAX_WAIT_S
         return max(0.001, min(MAX_WAIT_S, min(deadlines) - self.clock()))
@@ -141,16 +147,21 @@ class Controller:
         match event:
             case ev.Stop():
                 self._running = False
-                if s in IN_SESSION:
-                    self._end_session("kiosk stopping")
+                if s in IN_VISIT:
+                    self._end_visit("kiosk stopping")
             case ev.ButtonPressed(long=True):
-                if s in IN_SESSION:
-                    self._end_session("ended by long press")
+                if s in IN_VISIT:
+                    self._end_visit("ended by long press")
             case ev.ButtonPressed():
                 self._press(event)
-            case ev.SessionReady() if s is State.CONNECTING:
+            case ev.VisitReady(turn_pending=True) if s is State.CONNECTING:
+                self._set(State.THINKING, "reconnected: waiting for the answer again")
+            case ev.VisitReady() if s is State.CONNECTING:
                 self._set(State.LISTENING, "connected: speak now")
                 self._arm_idle_timer()
+            case ev.LinkLost() if s in (State.LISTENING, State.THINKING, State.SPEAKING):
+                self._idle_deadline = None
+                self._set(State.CONNECTING, f"link lost ({event.reason}): reconnecting")
             case ev.SpeechStarted() if s in (State.LISTENING, State.THINKING, State.SPEAKING):
                 self._idle_deadline = None  # the patient is talking
                 if s is not State.LISTENING:
@@ -163,8 +174,8 @@ class Controller:
             case ev.AnswerFinished() if s in (State.SPEAKING, State.THINKING):
                 self._set(State.LISTENING, "answer finished: speak now")
                 self._arm_idle_timer()
-            case ev.SessionEnded() if s in IN_SESSION:
-                self._end_session(event.reason, close=False)
+            case ev.VisitEnded() if s in IN_VISIT:
+                self._end_visit(event.reason, close=False)
             case ev.Fault():
                 self._fault(event)
             case ev.Recovered():
@@ -181,47 +192,47 @@ class Controller:
         s = self._state
         blocking = self._blocking()
         if s is State.IDLE or (s is State.ERROR and not blocking):
-            self._start_session(event.source)
+            self._start_visit(event.source)
         elif s is State.ERROR:
             # Still broken: show the error again (cue and LED replay) rather than do nothing;
             # a patient who cannot see the light must hear it.
             self._set(State.ERROR, "; ".join(f.message for f in blocking),
                       error_kind=blocking[0].kind)
         elif s in (State.CONNECTING, State.LISTENING):
-            self._end_session("ended by button")
+            self._end_visit("ended by button")
         else:  # thinking or speaking: interrupt the answer, the patient wants to talk
             self.conversation.interrupt()
             self._set(State.LISTENING, "answer interrupted by button")
             self._arm_idle_timer()
 
-    def _start_session(self, source: str) -> None:
-        self._session_id = uuid.uuid4().hex[:8]
+    def _start_visit(self, source: str) -> None:
+        self._visit_id = uuid.uuid4().hex[:8]
         self._error_deadline = None
-        self._session_deadline = self.clock() + self.settings.max_session_s
+        self._visit_deadline = self.clock() + self.settings.max_visit_s
         self._set(State.CONNECTING, f"pressed ({source})")
-        self.conversation.start(self._session_id)
+        self.conversation.start(self._visit_id)
 
-    def _end_session(self, reason: str, close: bool = True) -> None:
+    def _end_visit(self, reason: str, close: bool = True) -> None:
         if close:
             self.conversation.end(reason)
-        self._session_deadline = self._idle_deadline = None
+        self._visit_deadline = self._idle_deadline = None
         self._set(State.IDLE, self._ready_detail(reason))
-        self._session_id = None
+        self._visit_id = None
 
     def _fault(self, fault: ev.Fault) -> None:
-        if self._state in IN_SESSION and fault.ends_session:
+        if self._state in IN_VISIT and fault.ends_visit:
             self.conversation.end(f"{fault.kind} error")
-        elif self._state in IN_SESSION:
-            log.warning("%s (session continues)", fault.message,
+        elif self._state in IN_VISIT:
+            log.warning("%s (visit continues)", fault.message,
                         extra={"error_kind": fault.kind})
             return
         if fault.persistent:
             self._persistent[fault.kind] = fault
-        self._session_deadline = self._idle_deadline = None
+        self._visit_deadline = self._idle_deadline = None
         self._error_deadline = (None if self._blocking()
                                 else self.clock() + self.settings.error_display_s)
         self._set(State.ERROR, fault.message, error_kind=fault.kind)
-        self._session_id = None
+        self._visit_id = None
 
     def _recovered(self, event: ev.Recovered) -> None:
         if self._persistent.pop(event.kind, None) is None:
@@ -240,18 +251,29 @@ class Controller:
 
     def _check_timers(self) -> None:
         now = self.clock()
-        if self._session_deadline is not None and now >= self._session_deadline:
-            self._end_session(f"session reached its {self.settings.max_session_s:g} s limit")
+        if self._visit_deadline is not None and now >= self._visit_deadline:
+            self._end_visit(f"visit reached its {self.settings.max_visit_s:g} s limit")
         elif self._idle_deadline is not None and now >= self._idle_deadline:
-            self._end_session(f"no speech for {self.settings.idle_timeout_s:g} s")
+            self._end_visit(f"no speech for {self.settings.idle_timeout_s:g} s")
+        elif self._thinking_deadline is not None and now >= self._thinking_deadline:
+            # The question got no answer (a lost link, a stuck service): never leave the
+            # patient waiting in silence; invite them to ask again.
+            self.conversation.abandon_turn()
+            self._set(State.LISTENING, f"no answer within "
+                                       f"{self.settings.thinking_timeout_s:g} s: please ask "
+                                       "again", ask_again=True)
+            self._arm_idle_timer()
         elif self._error_deadline is not None and now >= self._error_deadline:
             self._error_deadline = None
             self._set(State.IDLE, self._ready_detail("ready"))
 
-    def _set(self, new: State, detail: str, error_kind: str | None = None) -> None:
-        change = StateChange(self._state, new, detail, self._session_id, self.clock(),
-                             error_kind)
+    def _set(self, new: State, detail: str, error_kind: str | None = None,
+             ask_again: bool = False) -> None:
+        change = StateChange(self._state, new, detail, self._visit_id, self.clock(),
+                             error_kind, ask_again)
         self._state = new
+        self._thinking_deadline = (self.clock() + self.settings.thinking_timeout_s
+                                   if new is State.THINKING else None)
         self.last_change = change
         for observer in list(self._observers):
             try:

@@ -1,337 +1,194 @@
-"""RealtimeConversation: one patient session, from button press to the end.
+"""The one owner of the conversation: a thread running an asyncio loop, and its one queue.
 
-start() arms the microphone at once and connects in a worker thread (gateway grant, then the
-realtime WebSocket), so words spoken while connecting wait in the capture ring and are sent, in
-order, as soon as the session is configured. The worker then streams frame_ms appends, and
-reconnects (fresh grant, same conversation) when the link drops. Server events arrive on the
-realtime client's reader thread; playback events on the audio thread. All of them only post
-events to the controller, touch the audio ports, or update the turn bookkeeping.
+The controller's commands (start, interrupt, end, abandon), the speaker's notes and the
+microphone's "audio kept" signal come from other threads; each only *posts* (through
+`loop.call_soon_threadsafe`, which never blocks) and returns. The server's events come from the
+visit's own tasks on this loop. Everything passes through one bounded queue and is applied
+here, in order, by one coroutine: the link, the uplink, the answer ledger and barge-in have no
+other owner and no locks. Events for the controller go out through `post` (its bounded queue).
+
+    controller ──post──▶ queue ◀── speaker notes (audio thread)
+                           ▲
+      link reader task ────┘      ──▶ Visit.handle ──▶ playback / link sends / post(event)
+
+Example::
+
+    conv = Conversation(settings, audio_engine, controller.post, counters=metrics)
+    conv.start("a1b2c3d4"); ...; conv.end("ended by button")
+    conv.close()            # at shut-down
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import ssl
 import threading
-import time
 from collections.abc import Callable
+from typing import Any
 
-import numpy as np
-
-from kiosk.events import (
-    AnswerFinished,
-    AnswerStarted,
-    Event,
-    Fault,
-    SessionEnded,
-    SessionReady,
-)
+from kiosk import events as ev
 from kiosk.ports import AudioPort
-from kiosk.session import protocol as p
-from kiosk.session.backoff import Backoff
 from kiosk.session.errors import GatewayError
-from kiosk.session.gateway import GatewayClient, SessionGrant
-from kiosk.session.realtime import RealtimeClient, RealtimeError
-from kiosk.session.run import ServerEvents, SessionRun
-from kiosk.session.turns import SessionStats, close_outcome
+from kiosk.session.gateway import GatewayClient
+from kiosk.session.ledger import VisitStats
+from kiosk.session.transport import insecure_warnings, tls_context
 from kiosk.settings import Settings
+from kiosk.visit import Command, Counters, Message, PlaybackNote, Visit
 
 log = logging.getLogger("kiosk.conversation")
 
-BACKLOG_CHUNK_MS = 200  # backlog appends: bigger than frame_ms, to catch up fast
-END_JOIN_S = 0.2  # with close(): end() stays well inside its one second
-
-# Gateway error kinds -> the controller's fault kinds.
-_FAULT_KIND = {"rate_limited": "unavailable", "malformed": "protocol"}
+QUEUE_SIZE = 1024  # messages; the answer's audio deltas are the bulk, handled in microseconds
+STOP_S = 2.0
 
 
-class _Stop(Exception):
-    """The session was ended while the worker was busy."""
-
-
-class RealtimeConversation:
+class Conversation:
     """kiosk.ports.Conversation over the gateway and the realtime service."""
 
-    def __init__(self, settings: Settings, audio: AudioPort, post: Callable[[Event], None],
-                 gateway: GatewayClient | None = None) -> None:
+    def __init__(self, settings: Settings, audio: AudioPort, post: Callable[[ev.Event], Any],
+                 gateway: GatewayClient | None = None, counters: Counters | None = None
+                 ) -> None:
         self.settings = settings
         self.audio = audio
-        self.post = post
-        self.gateway = gateway or GatewayClient(settings.gateway, settings.realtime)
-        self._run: SessionRun | None = None
-        self._lock = threading.Lock()
-        self.stats = SessionStats()  # the current (or last) session's counters
-        self.sessions = 0
+        self._post = post
+        self._counters = counters
+        self._ctx: ssl.SSLContext | None = None
+        self._config_problem: str | None = None
+        try:
+            self._ctx = tls_context(settings.gateway)
+        except GatewayError as exc:  # a broken ca_file: every visit reports it
+            self._config_problem = exc.message
+        self.gateway = gateway or GatewayClient(settings.gateway, settings.realtime,
+                                                ctx=self._ctx)
+        for warning in insecure_warnings(settings.gateway, settings.realtime.url):
+            log.warning("%s", warning)
+        self._loop = asyncio.new_event_loop()
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(QUEUE_SIZE)
+        self._frames_ready = asyncio.Event()
+        self._dropped = 0
+        self._closings: set[asyncio.Task[None]] = set()
+        self.visit: Visit | None = None
+        self.stats = VisitStats()  # the current (or last) visit's counters
+        self.visits = 0
+        self._thread = threading.Thread(target=self._run, name="conversation", daemon=True)
+        self._thread.start()
+        audio.capture.set_listener(self._on_audio_kept)
+        audio.playback.set_listener(self._on_playback)
 
-    # -- Conversation protocol ---------------------------------------------------------------
+    # -- kiosk.ports.Conversation (any thread; never waits) ----------------------------------
 
-    def start(self, session_id: str) -> None:
-        """Arm capture now, connect in the background. Never blocks."""
-        with self._lock:
-            old = self._run
-        if old is not None and not old.stop.is_set():
-            log.warning("session %s still open when %s started; ending it", old.session_id,
-                        session_id)
-            self.end("replaced")
-        run = SessionRun(session_id, int(self.settings.audio.capture_buffer_s * 1000))
-        capture = self.audio.capture
-        capture.arm()  # the echo gate itself is the audio engine's (audio.echo_mode)
-        self.audio.playback.set_listener(lambda kind, item: self._on_playback(run, kind, item))
-        with self._lock:
-            self._run = run
-            self.stats = run.stats
-            self.sessions += 1
-        run.worker = threading.Thread(target=self._work, args=(run,), daemon=True,
-                                      name=f"conversation-{session_id}")
-        run.worker.start()
+    def start(self, visit_id: str) -> None:
+        self._deliver(Command("start", visit_id))
 
     def interrupt(self) -> None:
-        """Button barge-in: stop the answer now; the service is told what was heard."""
-        run = self._run
-        if run is None or run.stop.is_set():
-            return
-        self.barge_in(run, by_button=True)
+        self._deliver(Command("interrupt"))
 
     def end(self, reason: str) -> None:
-        """Close the session. Idempotent; returns within a second."""
-        with self._lock:
-            run = self._run
-        if run is None or run.stop.is_set():
-            return
-        run.stop.set()
-        run.stats.ended_by = run.stats.ended_by or reason
+        self._deliver(Command("end", reason))
+
+    def abandon_turn(self) -> None:
+        self._deliver(Command("abandon"))
+
+    def alive(self) -> bool:
+        """The loop thread is running (for the systemd watchdog)."""
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        """End any visit and stop the loop (shut-down); returns within about two seconds."""
+        self.audio.capture.set_listener(None)
         self.audio.playback.set_listener(None)
-        if self.audio.playback.busy:
-            self.audio.playback.flush()
-        self.audio.capture.disarm()
-        client = run.client
-        if client is not None:
-            run.stats.dropped_messages += client.dropped_messages
-            client.close(timeout_s=0.3)
-        if run.worker is not None and run.worker is not threading.current_thread():
-            run.worker.join(END_JOIN_S)
-        log.info("session %s ended (%s)", run.session_id, reason)
+        self._deliver(Command("stop"))
+        self._thread.join(STOP_S + 0.5)
 
-    # -- worker: connect, stream, reconnect --------------------------------------------------
+    # -- posting from other threads ----------------------------------------------------------
 
-    def _work(self, run: SessionRun) -> None:
+    def _deliver(self, msg: Message) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the kiosk is stopping
+            self._loop.call_soon_threadsafe(self._put, msg)
+
+    def _put(self, msg: Message) -> None:
         try:
-            client = self._connect_first(run)
-            run.stats.press_to_ready_s = time.monotonic() - run.pressed_at
-            log.info("session %s ready in %.2f s", run.session_id, run.stats.press_to_ready_s)
-            self.deliver(run, SessionReady())
-            while True:
-                self._stream(run, client)
-                if run.stop.is_set():
-                    return
-                outcome = self._after_close(run)
-                if outcome is not None:
-                    self._finish(run, outcome)
-                    return
-                client = self._reconnect(run)
-                self.deliver(run, SessionReady())
-        except _Stop:
-            return
-        except _Failure as failure:
-            self._finish(run, Fault(failure.kind, failure.message))
-        except Exception as exc:  # a bug must still end the session visibly, not hang it
-            log.exception("session %s failed unexpectedly", run.session_id)
-            self._finish(run, Fault("internal", f"internal error ({type(exc).__name__}); "
-                                                "see the log and report it"))
+            self._queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 100 == 0:
+                log.error("conversation queue full: dropped %s (%d so far)",
+                          type(msg).__name__, self._dropped)
+
+    def _on_playback(self, kind: str, item_id: str) -> None:
+        """From the audio thread: a note about an answer item."""
+        self._deliver(PlaybackNote(kind, item_id))
+
+    def _on_audio_kept(self) -> None:
+        """From the audio thread: the microphone kept audio; wake the uplink."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._frames_ready.set)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
         finally:
-            if run.client is not None and run.stop.is_set():
-                run.client.close(timeout_s=0.2)
+            self._loop.close()
 
-    def _connect_first(self, run: SessionRun) -> RealtimeClient:
-        last: Exception | None = None
-        for _attempt in range(2):  # a second try only when the grant expired on the way
-            grant = self._grant(run)
-            try:
-                return self._open(run, grant)
-            except RealtimeError as exc:
-                if exc.kind != "auth" or last is not None:
-                    raise _Failure(exc.kind if exc.kind != "session_expired" else "network",
-                                   exc.message) from None
-                last = exc
-        raise AssertionError("unreachable")
-
-    def _grant(self, run: SessionRun) -> SessionGrant:
-        for _attempt in range(2):
-            try:
-                # A new press is a new conversation (the next patient may be someone else);
-                # gateway.conversation_id pins one if IT staff want that.
-                grant = self.gateway.create_session(continue_previous=False)
-            except GatewayError as exc:
-                run.stats.gateway_failures += 1
-                raise _Failure(_FAULT_KIND.get(exc.kind, exc.kind), exc.message) from None
-            self._check_stop(run)
-            run.conversation_id = grant.conversation_id
-            if not grant.expired():
-                return grant
-            log.info("session grant expired before use; fetching a fresh one")
-        raise _Failure("unavailable", "the gateway hands out session tokens that have already "
-                                      "expired; check the clocks of the kiosk and the gateway")
-
-    def _open(self, run: SessionRun, grant: SessionGrant) -> RealtimeClient:
-        client = RealtimeClient(grant, self.settings.realtime, ServerEvents(self, run))
-        if run.client is not None:
-            run.stats.dropped_messages += run.client.dropped_messages
-        run.client = client
-        client.connect()
-        if run.stop.is_set():
-            client.close(timeout_s=0.2)
-            raise _Stop
-        return client
-
-    def _check_stop(self, run: SessionRun) -> None:
-        if run.stop.is_set():
-            raise _Stop
-
-    def _stream(self, run: SessionRun, client: RealtimeClient) -> None:
-        """Send captured audio until the link closes or the session ends."""
-        capture = self.audio.capture
-        frame_s = self.settings.audio.frame_ms / 1000.0
-        for pcm in run.replay.take():  # after a reconnect: the turn's words so far, again
-            if not self._send(run, client, pcm):
-                break
-            run.stats.replayed_ms += p.pcm_ms(len(pcm))
-        live = False
-        while not run.stop.is_set() and not client.closed.is_set():
-            frame = capture.read_frame(frame_s)
-            if frame is None:
-                live = True
-                continue
-            parts = [frame.pcm]
-            if not live:
-                # Catching up on the backlog from the connect: bigger appends, same order.
-                limit = BACKLOG_CHUNK_MS // self.settings.audio.frame_ms
-                while len(parts) < limit:
-                    more = capture.read_frame(0)
-                    if more is None:
-                        live = True
-                        break
-                    parts.append(more.pcm)
-            pcm = p.pcm16_bytes(parts[0] if len(parts) == 1 else np.concatenate(parts))
-            if not self._send(run, client, pcm):
-                break
-            if not live:
-                run.stats.backlog_ms += p.pcm_ms(len(pcm))
-        client.closed.wait(1.0 if not run.stop.is_set() else 0)
-
-    def _send(self, run: SessionRun, client: RealtimeClient, pcm: bytes) -> bool:
-        # Kept for replay even when the send fails: no lost words across a reconnect.
-        run.replay.sent(pcm)
-        if not client.append_audio(pcm):
-            return False
-        run.stats.audio_sent_ms += p.pcm_ms(len(pcm))
-        return True
-
-    def _after_close(self, run: SessionRun) -> Event | None:
-        """What a closed link means: an event that ends the session, or None to reconnect."""
-        code, reason = run.close_info
-        outcome = close_outcome(code, run.expired, run.last_error)
-        if isinstance(outcome, SessionEnded):
-            log.info("session %s %s", run.session_id, "reached the realtime service's time "
-                     "limit; press again for a new session" if outcome.reason ==
-                     "session_expired" else "was closed by the realtime service")
-        elif outcome is None:
-            log.warning("session %s: realtime link lost (%s%s); reconnecting", run.session_id,
-                        f"close {code}: " if code else "", reason or "no reason given")
-        return outcome
-
-    def _reconnect(self, run: SessionRun) -> RealtimeClient:
-        lost_at = time.monotonic()
-        give_up_s = self.settings.realtime.reconnect_give_up_s
-        g = self.settings.gateway
-        backoff = Backoff(min(g.retry_initial_s, 1.0), max(g.retry_max_s, 1.0))
-        playing = run.tracker.connection_lost()
-        if playing is not None:
-            self.audio.playback.end_item(playing)  # let what arrived play out
-        last = "no attempt made"
+    async def _main(self) -> None:
         while True:
-            self._check_stop(run)
-            delay = 0.0
+            msg = await self._queue.get()
             try:
-                grant = self.gateway.create_session(run.conversation_id)
-                self._check_stop(run)
-                client = self._open(run, grant)
-                run.stats.reconnects += 1
-                log.info("session %s reconnected (attempt %d, conversation continues)",
-                         run.session_id, backoff.attempts + 1)
-                return client
-            except GatewayError as exc:
-                run.stats.gateway_failures += 1
-                last, delay = exc.message, self.gateway.retry_delay(exc)
-            except RealtimeError as exc:
-                last, delay = exc.message, backoff.next_delay()
-            if time.monotonic() + delay - lost_at > give_up_s:
-                raise _Failure("network", f"realtime link lost and not restored within "
-                                          f"{give_up_s:g} s (last error: {last}); check the "
-                                          "network and the gateway")
-            log.info("reconnect failed (%s); next try in %.1f s", last, delay)
-            if run.stop.wait(delay):
-                raise _Stop
+                if isinstance(msg, Command) and msg.name == "stop":
+                    await self._stop()
+                    return
+                self._apply(msg)
+            except Exception as exc:  # a bug ends the visit visibly; the owner lives on
+                log.exception("conversation: internal error handling %s", type(msg).__name__)
+                self._end_visit("internal error")
+                self._post(ev.Fault("internal", f"internal error ({type(exc).__name__}); see "
+                                                "the log and report it"))
 
-    def _finish(self, run: SessionRun, event: Event) -> None:
-        """The session ended by itself: report once, release the microphone."""
-        if run.stop.is_set():
+    def _apply(self, msg: Message) -> None:
+        if isinstance(msg, Command) and msg.name == "start":
+            self._start_visit(msg.arg)
+        elif isinstance(msg, Command) and msg.name == "end":
+            self._end_visit(msg.arg)
+        elif self.visit is not None and getattr(msg, "visit", self.visit) is self.visit:
+            self.visit.handle(msg)
+            if self.visit.ended:
+                self._end_visit("ended")
+
+    def _start_visit(self, visit_id: str) -> None:
+        if self.visit is not None:
+            log.warning("visit %s still open when %s started; ending it",
+                        self.visit.visit_id, visit_id)
+            self._end_visit("replaced")
+        visit = Visit(visit_id, self.settings, self.audio, self.gateway, self._ctx,
+                      self._queue, self._frames_ready, self._post, self._counters)
+        self.visit, self.stats = visit, visit.stats
+        self.visits += 1
+        if self._config_problem is not None:
+            visit.begin_failed(ev.Fault("config", self._config_problem))
+            self.visit = None
             return
-        if isinstance(event, Fault):
-            log.error("session %s failed: %s", run.session_id, event.message)
-            run.stats.ended_by = f"fault:{event.kind}"
-        else:
-            run.stats.ended_by = getattr(event, "reason", "ended")
-        run.stop.set()
-        self.audio.capture.disarm()
-        if run.client is not None:
-            run.stats.dropped_messages += run.client.dropped_messages
-            run.client.close(timeout_s=0.2)
-        self.deliver(run, event)
+        visit.begin()
 
-    def deliver(self, run: SessionRun, event: Event) -> None:
-        """Post `event` to the controller unless `run` is no longer the current session."""
-        if self._run is run:
-            self.post(event)
-
-    # -- audio side --------------------------------------------------------------------------
-
-    def _on_playback(self, run: SessionRun, kind: str, item_id: str) -> None:
-        """From the audio thread: must not block."""
-        if run.stop.is_set():
+    def _end_visit(self, reason: str) -> None:
+        visit, self.visit = self.visit, None
+        if visit is None:
             return
-        if kind == "started":
-            latency = run.tracker.answer_started()
-            if latency is not None:
-                run.stats.answer_start_latencies_s.append(latency)
-            self.deliver(run, AnswerStarted(item_id))
-        elif kind in ("drained", "flushed"):
-            run.tracker.finished_playing(item_id)
-            self.deliver(run, AnswerFinished(item_id))
+        visit.end(reason)
+        if visit.closing is not None:
+            self._closings.add(visit.closing)
+            visit.closing.add_done_callback(self._closings.discard)
 
-    def barge_in(self, run: SessionRun, by_button: bool) -> None:
-        """Stop the playing answer, tell the service how much was heard, drop the rest."""
-        item, response, received_ms = run.tracker.begin_barge_in()
-        client = run.client
-        if item is not None:
-            played_ms = self.audio.playback.flush()
-            end_ms = max(0, min(played_ms, received_ms))
-            run.stats.barge_ins += 1
-            log.info("barge-in by %s: answer stopped after %d ms",
-                     "button" if by_button else "voice", end_ms)
-            if client is not None:
-                client.truncate(item, end_ms)
-        # With interrupt_response on, the service cancels on the patient's speech; on a button
-        # press it finishes generating and its late deltas are dropped (tracker), so the
-        # kiosk sends response.cancel only when interrupt_response is off (the protocol rule).
-        if response is not None and client is not None and (
-                not self.settings.realtime.interrupt_response):
-            with run.tracker.lock:
-                active = run.tracker.active_response == response
-            if active:
-                client.cancel_response(response)
-
-
-class _Failure(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
+    async def _stop(self) -> None:
+        """End the visit, let the link close politely (bounded), cancel what is left."""
+        self._end_visit("kiosk stopping")
+        if self._closings:
+            await asyncio.wait(set(self._closings), timeout=STOP_S)
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        if rest:
+            await asyncio.wait(rest, timeout=0.5)

@@ -9,6 +9,7 @@ SIGUSR1 is a short button press (`systemctl kill -s USR1 voice-kiosk`).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import time
@@ -24,7 +25,7 @@ EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus stops a resta
 
 
 def run_daemon(config_path: str) -> int:
-    from kiosk.service.logs import setup_logging
+    from kiosk.service.logs import setup_logging, teardown_logging
     from kiosk.service.notify import SystemdNotifier
 
     try:
@@ -38,7 +39,10 @@ def run_daemon(config_path: str) -> int:
         return EXIT_CONFIG
     log_context = setup_logging(settings.logging, settings.kiosk)
     notifier = SystemdNotifier(settings.kiosk.id)
-    return Daemon(config_path, settings, notifier, log_context).run()
+    try:
+        return Daemon(config_path, settings, notifier, log_context).run()
+    finally:
+        teardown_logging()  # the last lines ("stopped in ...") are written before exit
 
 
 class Daemon:
@@ -59,6 +63,13 @@ class Daemon:
         for sig, request in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"),
                              (signal.SIGHUP, "reload"), (signal.SIGUSR1, "press")):
             signal.signal(sig, lambda _s, _f, r=request: self.requests.put(r))
+        # The kernel may hand a signal to any of the kiosk's threads; only the main thread
+        # runs Python's handlers, and a main thread blocked in a queue would not notice. The
+        # C-level handler also writes to this pipe, which wakes the main thread wherever the
+        # signal landed: no periodic wake-ups needed.
+        self._wakeup, wakeup_w = os.pipe()
+        os.set_blocking(wakeup_w, False)
+        signal.set_wakeup_fd(wakeup_w)
         s = self.settings
         log.info("voice-kiosk starting: kiosk %s%s, config %s", s.kiosk.id,
                  f" at {s.kiosk.location}" if s.kiosk.location else "", self.config_path)
@@ -67,7 +78,8 @@ class Daemon:
         self._build(s)
         self.notifier.ready(self._selfcheck())
         watchdog = Watchdog(self.notifier, [self.controller_loop_alive,
-                                            self.audio_streams_alive])
+                                            self.audio_streams_alive,
+                                            self.conversation_loop_alive])
         watchdog.start()
         try:
             return self._serve()
@@ -78,9 +90,9 @@ class Daemon:
     def _serve(self) -> int:
         while True:
             try:
-                request = self.requests.get(timeout=1.0)
+                request = self.requests.get_nowait()
             except queue.Empty:
-                self._refresh_counters()
+                os.read(self._wakeup, 64)  # until a signal arrives; its handler has run then
                 continue
             if request == "press":
                 log.info("SIGUSR1: short button press")
@@ -116,6 +128,9 @@ class Daemon:
 
     def audio_streams_alive(self) -> bool:
         return self.kiosk is not None and self.kiosk.audio_streams_alive()
+
+    def conversation_loop_alive(self) -> bool:
+        return self.kiosk is not None and self.kiosk.conversation_loop_alive()
 
     def _selfcheck(self) -> str:
         from kiosk.service.selfcheck import run_selfcheck
@@ -171,9 +186,3 @@ class Daemon:
             self.simulator.stop()
         log.info("stopped in %.2f s", time.monotonic() - started)
         return 0
-
-    def _refresh_counters(self) -> None:
-        try:
-            self.kiosk.refresh_metrics()
-        except Exception:  # metrics are nice to have; never let them stop the kiosk
-            log.exception("could not update the metrics")

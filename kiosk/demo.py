@@ -126,8 +126,8 @@ def _demo_settings(args: argparse.Namespace) -> Settings | None:
     # The demo always talks to the simulator and to mock pins: never to a real gateway.
     return replace(settings, gateway=replace(settings.gateway, url=SIMULATOR_URL),
                    gpio=replace(settings.gpio, pin_factory="mock"),
-                   session=replace(settings.session, idle_timeout_s=max(
-                       settings.session.idle_timeout_s, 10.0)))
+                   visit=replace(settings.visit, idle_timeout_s=max(
+                       settings.visit.idle_timeout_s, 10.0)))
 
 
 def _has_sound_devices() -> bool:

@@ -1,5 +1,11 @@
-"""Inputs to the controller. Every thread (button, audio, session, timers, signals) only posts
-one of these to the controller's bounded queue; only the controller thread changes state."""
+"""Inputs to the controller. Every thread (button, audio, conversation, signals) only posts one
+of these to the controller's bounded queue; only the controller thread changes state.
+
+Vocabulary, the same in code, logs and README: a *visit* is one press of the button to the
+end of that conversation; a *grant* is one answer of the gateway (a token for the speech
+service); a *link* is one WebSocket to the speech service; a *turn* is one question of the
+patient and its answer.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +14,39 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Event:
-    """Base class; `source` says who posted it (for the debug log)."""
+    """Base class of everything posted to the controller."""
 
 
 @dataclass(frozen=True)
 class ButtonPressed(Event):
     long: bool = False
-    source: str = "button"  # "button", "sigusr1", "keyboard"
+    source: str = "button"  # "button", "sigusr1", "keyboard", "switch"
 
 
 @dataclass(frozen=True)
-class SessionReady(Event):
-    """The realtime session is configured: audio is flowing to the server."""
+class VisitReady(Event):
+    """The link is open and configured: the patient's audio is flowing to the service."""
+
+    # After a reconnect that re-asked a question left without an answer: the kiosk is
+    # waiting for that answer (thinking), not for the patient.
+    turn_pending: bool = False
+
+
+@dataclass(frozen=True)
+class LinkLost(Event):
+    """The link dropped mid-visit; the conversation is reconnecting (shown as connecting)."""
+
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class SpeechStarted(Event):
-    """The server heard the patient start talking (or the playback was barged in on)."""
+    """The service heard the patient start talking."""
 
 
 @dataclass(frozen=True)
 class SpeechStopped(Event):
-    """The server decided the patient finished a turn: now `thinking`."""
+    """The service decided the patient finished a turn: now `thinking`."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +64,9 @@ class AnswerFinished(Event):
 
 
 @dataclass(frozen=True)
-class SessionEnded(Event):
-    """The session closed on its own (server cap, clean close). Not an error."""
+class VisitEnded(Event):
+    """The visit's link closed on its own (the service's time cap, a clean close). Not an
+    error."""
 
     reason: str = "ended"
 
@@ -57,9 +75,9 @@ class SessionEnded(Event):
 class Fault(Event):
     """Something failed: shown as `error`, then the kiosk recovers to idle by itself."""
 
-    kind: str  # auth, network, unavailable, protocol, device, config, internal
+    kind: str  # auth, network, unavailable, protocol, device, config, gpio, internal
     message: str
-    ends_session: bool = True
+    ends_visit: bool = True
     # A persistent fault (e.g. the microphone is unplugged) lasts until a matching
     # Recovered(kind) arrives; a transient one is shown, then the kiosk goes idle.
     persistent: bool = False
@@ -84,4 +102,4 @@ class Tick(Event):
 
 @dataclass(frozen=True)
 class Stop(Event):
-    """Shut down: end any session and leave the loop."""
+    """Shut down: end any visit and leave the loop."""

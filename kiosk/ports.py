@@ -32,13 +32,14 @@ class CapturePort(Protocol):
         """Start keeping microphone audio (button pressed). Clears older audio first."""
 
     def disarm(self) -> None:
-        """Stop keeping audio and drop what is buffered (session over)."""
+        """Stop keeping audio and drop what is buffered (visit over)."""
 
     def read_frame(self, timeout_s: float) -> Frame | None:
-        """Next frame in order, or None after `timeout_s` with nothing captured."""
+        """Next frame in order, or None after `timeout_s` (0: do not wait) with nothing."""
 
-    def set_gate(self, closed: bool) -> None:
-        """Echo gate: while closed, captured audio is discarded instead of buffered."""
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Called from the audio thread (must not block) each time audio was kept while
+        armed: frames may be ready to read."""
 
     @property
     def dropped_samples(self) -> int:
@@ -47,9 +48,10 @@ class CapturePort(Protocol):
 
 class PlaybackPort(Protocol):
     def set_listener(self, listener: Callable[[str, str], None] | None) -> None:
-        """Called (from the audio thread, must not block) with ("started", item_id) when an
-        item's first sample reaches the device and ("drained", item_id) when it has played
-        out after `end_item` (or ("flushed", item_id) after `flush`)."""
+        """Called from the audio thread (must not block: post and return) with
+        ("started", item_id) when an item's first sample reaches the device,
+        ("drained", item_id) when it has played out after `end_item`, and
+        ("flushed", item_id) after `flush`."""
 
     def write(self, item_id: str, pcm: bytes) -> None:
         """Queue 24 kHz PCM16 answer audio of an assistant item (starts after prebuffer)."""
@@ -58,8 +60,9 @@ class PlaybackPort(Protocol):
         """The item's audio is complete: play out even if below the prebuffer."""
 
     def flush(self) -> int:
-        """Barge-in: silence within one output block, drop the queue; returns ms played of the
-        item that was playing (never more than was written)."""
+        """Barge-in: fade out within one output block and drop the queue. Never waits for
+        the device; returns ms played of the item that was playing (never more than was
+        written)."""
 
     def played_ms(self, item_id: str) -> int:
         """Milliseconds of this item that actually reached the device."""
@@ -78,13 +81,17 @@ class AudioPort(Protocol):
 
 
 class Conversation(Protocol):
-    """One patient session with the realtime service, driven by the controller."""
+    """The talking part of a visit, driven by the controller. Every method only posts to the
+    conversation's own queue and returns at once."""
 
-    def start(self, session_id: str) -> None:
-        """Arm capture at once, then connect in the background. Never blocks."""
+    def start(self, visit_id: str) -> None:
+        """Arm capture at once, then connect in the background."""
 
     def interrupt(self) -> None:
         """Button barge-in: stop the answer now and go back to listening."""
 
     def end(self, reason: str) -> None:
-        """Close the session and stop streaming. Idempotent; returns within a second."""
+        """Close the visit's link and stop streaming. Idempotent."""
+
+    def abandon_turn(self) -> None:
+        """The patient's question got no answer in time: drop it and any late answer."""

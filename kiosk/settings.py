@@ -46,9 +46,16 @@ class GatewaySettings:
     email: str | None = opt(None, "Login e-mail (with password_file) for token login.")
     password_file: str | None = opt(None, "File holding the login password.", kind="secret_file")
     conversation_id: str | None = opt(None, "Conversation to continue; null lets the gateway pick.")
-    ca_file: str | None = opt(None, "Extra CA bundle (PEM) to trust for the gateway.", kind="path")
-    verify_tls: bool = opt(True, "Verify the gateway's TLS certificate. Leave on.")
-    timeout_s: float = opt(10.0, "HTTP timeout per request, seconds.", range=(1, 120))
+    ca_file: str | None = opt(None, "Extra CA bundle (PEM) to trust for the gateway and the "
+                                    "realtime service.", kind="path")
+    verify_tls: bool = opt(True, "Verify the TLS certificates of the gateway and the realtime "
+                                 "service. Leave on.")
+    allow_insecure: bool = opt(False, "Allow http:// and ws:// to hosts other than this "
+                                      "machine (unencrypted; warned at every start).")
+    timeout_s: float = opt(35.0, "HTTP timeout per request, seconds (the gateway itself gives "
+                                 "up on a slow speech service after 30 s).", range=(1, 120))
+    give_up_s: float = opt(60.0, "Keep retrying a press's gateway or service failures this "
+                                 "long (the kiosk stays connecting), seconds.", range=(0, 600))
     voice: str | None = opt(None, "Voice to ask the gateway for (null: gateway default).")
     language: str | None = opt(None, "Language code to ask for, e.g. en or de.")
     vad_sensitivity: int | None = opt(None, "Gateway VAD sensitivity 0-100.", range=(0, 100))
@@ -56,8 +63,9 @@ class GatewaySettings:
     adaptive_vad: bool | None = opt(None, "Ask the gateway for adaptive VAD.")
     retry_initial_s: float = opt(1.0, "First retry delay after a failure, seconds.",
                                  range=(0.1, 60))
-    retry_max_s: float = opt(30.0, "Longest retry delay (backoff cap), seconds.", range=(1, 600))
-    auth_retry_s: float = opt(300.0, "Retry delay after a rejected credential, seconds.",
+    retry_max_s: float = opt(10.0, "Longest retry delay (backoff cap), seconds.", range=(1, 600))
+    auth_retry_s: float = opt(300.0, "After a rejected credential, automatic retries wait this "
+                                     "long (a patient's press always tries), seconds.",
                               range=(10, 3600))
 
 
@@ -74,14 +82,18 @@ class RealtimeSettings:
         "You are a friendly bedside assistant in a hospital. Speak slowly and clearly, in "
         "short sentences. You cannot give medical advice; for anything urgent, tell the "
         "patient to use the nurse call button.",
-        "Instructions added to every session.")
+        "Instructions added to every link's session.update.")
     interrupt_response: bool = opt(True, "Let the server cancel its answer when the patient "
                                          "talks over it.")
     connect_timeout_s: float = opt(10.0, "WebSocket connect and setup timeout, seconds.",
                                    range=(1, 60))
-    reconnect_give_up_s: float = opt(30.0, "Stop reconnecting a dropped session after, seconds.",
+    reconnect_give_up_s: float = opt(30.0, "Stop reconnecting a dropped link after, seconds.",
                                      range=(0, 600))
-    max_message_kib: int = opt(4096, "Largest server message accepted, KiB.", range=(64, 65536))
+    link_timeout_s: float = opt(10.0, "A link whose pings go unanswered this long is dead "
+                                      "(half-open network), seconds.", range=(2, 120))
+    max_message_kib: int = opt(4096, "Largest server message accepted, KiB (a bigger one "
+                                     "closes the link, which is then reopened).",
+                               range=(64, 65536))
 
 
 @dataclass(frozen=True)
@@ -138,7 +150,7 @@ class GpioSettings:
     button_pin: int | str = opt(17, "Button pin (BCM number, or a name like GPIO17).", kind="pin")
     button_pull_up: bool = opt(True, "true: button wired to ground; false: wired to 3V3.")
     bounce_ms: int = opt(50, "Button debounce time, ms.", range=(0, 1000))
-    long_press_s: float = opt(1.5, "Hold this long to end the session, seconds.",
+    long_press_s: float = opt(1.5, "Hold this long to end the visit, seconds.",
                               range=(0.3, 10))
     led_kind: str = opt("single", "single, pwm, rgb or none.",
                         choices=("single", "pwm", "rgb", "none"))
@@ -157,10 +169,15 @@ class GpioSettings:
 
 
 @dataclass(frozen=True)
-class SessionSettings:
-    idle_timeout_s: float = opt(30.0, "End the session after this long without speech, seconds.",
+class VisitSettings:
+    """A *visit* is one press of the button to the end of that conversation."""
+
+    idle_timeout_s: float = opt(30.0, "End the visit after this long without speech, seconds.",
                                 range=(3, 600))
-    max_session_s: float = opt(600.0, "Longest session, seconds.", range=(10, 3600))
+    max_visit_s: float = opt(600.0, "Longest visit, seconds.", range=(10, 3600))
+    thinking_timeout_s: float = opt(15.0, "No answer this long after the patient stopped "
+                                          "talking: back to listening with a chime, seconds.",
+                                    range=(3, 120))
     error_display_s: float = opt(5.0, "Show the error state this long, then idle, seconds.",
                                  range=(0.5, 120))
 
@@ -189,10 +206,12 @@ class Settings:
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
-    session: SessionSettings = field(default_factory=SessionSettings)
+    visit: VisitSettings = field(default_factory=VisitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source: str = field(default="<defaults>", compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)
+    """What the loader noticed in a valid file (an old section name), for check-config."""
 
     @property
     def uses_simulator(self) -> bool:
@@ -201,13 +220,18 @@ class Settings:
         return self.gateway.url == SIMULATOR_URL
 
 
+# Sections renamed since 0.1, still read under their old name: old -> (new, {old key: new}).
+LEGACY_SECTIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "session": ("visit", {"max_session_s": "max_visit_s"}),
+}
+
 SECTIONS: dict[str, type] = {
     "kiosk": KioskSettings,
     "gateway": GatewaySettings,
     "realtime": RealtimeSettings,
     "audio": AudioSettings,
     "gpio": GpioSettings,
-    "session": SessionSettings,
+    "visit": VisitSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
 }

@@ -22,6 +22,7 @@ class StateChange:
     old: State
     new: State
     detail: str  # short human text, e.g. "button pressed" or "gateway unavailable (503)"
-    session_id: str | None  # the kiosk's own id of the current session, for log correlation
+    visit_id: str | None  # the kiosk's own id of the current visit, for log correlation
     at: float  # monotonic seconds (the controller's clock)
     error_kind: str | None = None  # set when new is ERROR: auth, network, device, protocol...
+    ask_again: bool = False  # the patient's question got no answer: invite them to repeat it

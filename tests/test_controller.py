@@ -8,7 +8,7 @@ import pytest
 
 from kiosk import events as ev
 from kiosk.controller import Controller
-from kiosk.settings import SessionSettings
+from kiosk.settings import VisitSettings
 from kiosk.states import State, StateChange
 from tests.harness import ManualClock
 
@@ -19,14 +19,17 @@ class RecordingConversation:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str | None]] = []
 
-    def start(self, session_id: str) -> None:
-        self.calls.append(("start", session_id))
+    def start(self, visit_id: str) -> None:
+        self.calls.append(("start", visit_id))
 
     def interrupt(self) -> None:
         self.calls.append(("interrupt", None))
 
     def end(self, reason: str) -> None:
         self.calls.append(("end", reason))
+
+    def abandon_turn(self) -> None:
+        self.calls.append(("abandon", None))
 
 
 class Recorder:
@@ -45,7 +48,7 @@ class Recorder:
 def kiosk():
     clock = ManualClock()
     conv = RecordingConversation()
-    c = Controller(SessionSettings(idle_timeout_s=30, max_session_s=120, error_display_s=5),
+    c = Controller(VisitSettings(idle_timeout_s=30, max_visit_s=120, error_display_s=5),
                    conv, clock=clock)
     rec, rec2 = Recorder(), Recorder()
     c.add_observer(rec)
@@ -62,22 +65,22 @@ def kiosk():
 def test_full_conversation_turn_and_every_observer_sees_each_change_in_order(kiosk):
     c, clock, conv, rec, rec2, feed = kiosk
     feed(ev.ButtonPressed())
-    assert c.state is State.CONNECTING and conv.calls == [("start", c.session_id)]
-    sid = c.session_id
-    feed(ev.SessionReady(), ev.SpeechStarted(), ev.SpeechStopped(), ev.AnswerStarted("it1"),
+    assert c.state is State.CONNECTING and conv.calls == [("start", c.visit_id)]
+    sid = c.visit_id
+    feed(ev.VisitReady(), ev.SpeechStarted(), ev.SpeechStopped(), ev.AnswerStarted("it1"),
          ev.AnswerFinished("it1"), ev.ButtonPressed())
     expected = ["connecting", "listening", "thinking", "speaking", "listening", "idle"]
     assert rec.states == expected
     assert rec2.changes == rec.changes
     assert [c.old.value for c in rec.changes] == ["idle"] + expected[:-1]
-    assert all(ch.session_id == sid for ch in rec.changes)
+    assert all(ch.visit_id == sid for ch in rec.changes)
     assert conv.calls[-1] == ("end", "ended by button")
-    assert c.session_id is None
+    assert c.visit_id is None
 
 
 def test_press_while_speaking_interrupts_and_returns_to_listening(kiosk):
     c, clock, conv, rec, _, feed = kiosk
-    feed(ev.ButtonPressed(), ev.SessionReady(), ev.SpeechStopped(), ev.AnswerStarted("a"))
+    feed(ev.ButtonPressed(), ev.VisitReady(), ev.SpeechStopped(), ev.AnswerStarted("a"))
     feed(ev.ButtonPressed(source="sigusr1"))
     assert c.state is State.LISTENING
     assert ("interrupt", None) in conv.calls and not any(k == "end" for k, _ in conv.calls)
@@ -85,15 +88,15 @@ def test_press_while_speaking_interrupts_and_returns_to_listening(kiosk):
 
 def test_voice_barge_in_goes_back_to_listening(kiosk):
     c, clock, conv, rec, _, feed = kiosk
-    feed(ev.ButtonPressed(), ev.SessionReady(), ev.SpeechStopped(), ev.AnswerStarted("a"),
+    feed(ev.ButtonPressed(), ev.VisitReady(), ev.SpeechStopped(), ev.AnswerStarted("a"),
          ev.SpeechStarted())
     assert rec.states[-2:] == ["speaking", "listening"]
 
 
 def test_long_press_ends_the_session_from_any_session_state(kiosk):
     c, clock, conv, rec, _, feed = kiosk
-    for prefix in ([], [ev.SessionReady()], [ev.SessionReady(), ev.SpeechStopped()],
-                   [ev.SessionReady(), ev.SpeechStopped(), ev.AnswerStarted("x")]):
+    for prefix in ([], [ev.VisitReady()], [ev.VisitReady(), ev.SpeechStopped()],
+                   [ev.VisitReady(), ev.SpeechStopped(), ev.AnswerStarted("x")]):
         feed(ev.ButtonPressed(), *prefix, ev.ButtonPressed(long=True))
         assert c.state is State.IDLE
         assert conv.calls[-1] == ("end", "ended by long press")
@@ -103,7 +106,7 @@ def test_long_press_ends_the_session_from_any_session_state(kiosk):
 
 def test_idle_timeout_ends_the_session_and_speech_postpones_it(kiosk):
     c, clock, conv, rec, _, feed = kiosk
-    feed(ev.ButtonPressed(), ev.SessionReady())
+    feed(ev.ButtonPressed(), ev.VisitReady())
     clock.advance(29.9)
     feed(ev.Tick())
     assert c.state is State.LISTENING
@@ -121,7 +124,7 @@ def test_idle_timeout_ends_the_session_and_speech_postpones_it(kiosk):
 
 def test_max_session_caps_a_busy_session(kiosk):
     c, clock, conv, rec, _, feed = kiosk
-    feed(ev.ButtonPressed(), ev.SessionReady())
+    feed(ev.ButtonPressed(), ev.VisitReady())
     for _ in range(5):  # keep talking so the idle timer never fires
         feed(ev.SpeechStarted())
         clock.advance(25)
@@ -165,21 +168,21 @@ def test_persistent_fault_holds_error_until_recovered(kiosk):
 
 def test_session_ended_by_server_goes_idle_without_closing_twice(kiosk):
     c, clock, conv, rec, _, feed = kiosk
-    feed(ev.ButtonPressed(), ev.SessionReady(), ev.SessionEnded("session expired"))
+    feed(ev.ButtonPressed(), ev.VisitReady(), ev.VisitEnded("session expired"))
     assert c.state is State.IDLE and rec.changes[-1].detail == "session expired"
     assert [k for k, _ in conv.calls] == ["start"]
 
 
 def test_non_ending_fault_keeps_the_session(kiosk):
     c, clock, conv, rec, _, feed = kiosk
-    feed(ev.ButtonPressed(), ev.SessionReady(),
-         ev.Fault("protocol", "bad message dropped", ends_session=False))
+    feed(ev.ButtonPressed(), ev.VisitReady(),
+         ev.Fault("protocol", "bad message dropped", ends_visit=False))
     assert c.state is State.LISTENING
 
 
 def test_out_of_order_events_are_ignored(kiosk):
     c, clock, conv, rec, _, feed = kiosk
-    feed(ev.SpeechStopped(), ev.AnswerStarted("a"), ev.SessionReady(), ev.AnswerFinished("a"))
+    feed(ev.SpeechStopped(), ev.AnswerStarted("a"), ev.VisitReady(), ev.AnswerFinished("a"))
     assert c.state is State.IDLE and rec.changes == []
 
 
@@ -196,14 +199,14 @@ def test_broken_observer_does_not_stop_the_controller(kiosk):
 
 
 def test_queue_is_bounded_and_post_never_blocks():
-    c = Controller(SessionSettings(), RecordingConversation(), queue_size=4)
+    c = Controller(VisitSettings(), RecordingConversation(), queue_size=4)
     assert all(c.post(ev.Tick()) for _ in range(4))
     assert c.post(ev.ButtonPressed()) is False and c.dropped_events == 1
 
 
 def test_loop_thread_applies_events_from_other_threads_and_stops():
     conv = RecordingConversation()
-    c = Controller(SessionSettings(), conv)
+    c = Controller(VisitSettings(), conv)
     seen = threading.Event()
 
     class Waiter:
@@ -214,7 +217,7 @@ def test_loop_thread_applies_events_from_other_threads_and_stops():
     c.add_observer(Waiter())
     c.start()
     threading.Thread(target=lambda: (c.post(ev.ButtonPressed()),
-                                     c.post(ev.SessionReady()))).start()
+                                     c.post(ev.VisitReady()))).start()
     assert seen.wait(5)
     assert c.alive()
     c.stop()

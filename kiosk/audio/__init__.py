@@ -8,7 +8,7 @@ Modules, one job each:
 * `cues`       -- the short listening/ended/error/connecting sounds and their state observer.
 * `devices`    -- PortAudio start-up, device lookup by name, `voice-kiosk devices` table.
 * `selftest`   -- `voice-kiosk test-audio`.
-* `ringbuffer`, `resample`, `notifier` -- building blocks.
+* `ringbuffer`, `resample` -- building blocks.
 * `virtual`    -- `VirtualAudio`, the private PulseAudio/JACK rig for tests and the demo.
 
 Submodules are imported explicitly (``from kiosk.audio.engine import AudioEngine``) so that

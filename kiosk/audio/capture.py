@@ -98,6 +98,7 @@ class Capture:
         # Echo gate driven by the speaker (engine wires playback.busy here for echo_mode gate):
         # checked in every callback, so it also holds while the session is still connecting.
         self._gate_source: Callable[[], bool] | None = None
+        self._listener: Callable[[], None] | None = None  # "audio kept": wakes the uplink
         self.device_name: str | None = None
         self.last_callback_at = 0.0
         """time.monotonic() of the latest callback (the engine's health check reads it)."""
@@ -105,6 +106,8 @@ class Capture:
         self.device_overflows = 0
         """Callbacks where PortAudio reported lost input (the host could not keep up)."""
         self.callback_errors = 0
+        """Callbacks that raised (their block was lost); the engine reports them."""
+        self.last_callback_error: BaseException | None = None
         self._overruns_before = 0  # ring overruns of earlier sessions (arm() resets the ring's)
         self._last_block: tuple[_Pipeline, bytes] | None = None  # for the level meter
 
@@ -170,8 +173,9 @@ class Capture:
             return None, pyaudio.paContinue
         try:
             self._keep(p, in_data, now)
-        except Exception:  # PyAudio would raise it in the main thread; lose this block only
+        except Exception as exc:  # PyAudio would swallow it; lose this block, let the engine see
             self.callback_errors += 1
+            self.last_callback_error = exc
         return None, pyaudio.paContinue
 
     def _keep(self, p: _Pipeline, in_data: bytes, now: float) -> None:
@@ -190,6 +194,9 @@ class Capture:
         p.stamp_count += 1
         if not self._ready.is_set():
             self._ready.set()
+        listener = self._listener
+        if listener is not None:
+            listener()
 
     # -- CapturePort ---------------------------------------------------------------------
 
@@ -218,6 +225,10 @@ class Capture:
     @property
     def armed(self) -> bool:
         return self._armed
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Called from the audio thread after each block kept while armed (must not block)."""
+        self._listener = listener
 
     def set_gate_source(self, source: Callable[[], bool] | None) -> None:
         """Close the gate whenever `source()` is true (e.g. while the speaker plays)."""

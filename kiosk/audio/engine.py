@@ -11,6 +11,12 @@ stop arriving (an unplugged device, a stalled sound server), it reports ``"lost"
 everything and goes back to retrying. `capture`, `playback` and `cues` stay the same objects
 throughout, so the conversation never needs new references.
 
+Failures cannot hide: an exception inside an audio callback (which PortAudio would swallow)
+is logged once with its traceback and counted (`callback_errors`, exported as a metric); when
+callbacks keep failing the streams are treated as lost and reopened. The supervisor itself
+survives any exception (logged, streams restarted), and `alive()` checks that it runs, so the
+systemd watchdog restarts a kiosk whose audio is truly stuck.
+
 Example::
 
     engine = AudioEngine(settings.audio, listener=lambda kind, msg: post(kind, msg))
@@ -64,6 +70,10 @@ class AudioEngine:
         self._ready = False
         self._lost_reported = False
         self.last_error: str | None = None
+        self.callback_errors = 0
+        """Audio callbacks that raised, both directions, since start (for the metrics)."""
+        self._errors_seen = (0, 0)  # capture, playback callback errors already accounted
+        self._failing_polls = 0
         # A callback gap longer than this means the device stopped delivering. Generous:
         # on a busy 2-core machine, sound servers and callbacks can lag by half a second,
         # and a false "lost" would show the patient an error.
@@ -72,12 +82,17 @@ class AudioEngine:
     # -- AudioPort -----------------------------------------------------------------------
 
     def alive(self) -> bool:
-        """Both streams open, running, and their callbacks seen within `stall_s`."""
+        """The supervisor runs, and both streams are open, running, and their callbacks were
+        seen within `stall_s`."""
         now = time.monotonic()
-        return (self._ready
+        return (self.supervisor_alive() and self._ready
                 and self.capture.stream_active() and self.playback.stream_active()
                 and now - self.capture.last_callback_at < self.stall_s
                 and now - self.playback.last_callback_at < self.stall_s)
+
+    def supervisor_alive(self) -> bool:
+        """The thread that watches and reopens the devices is running."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def ready(self) -> bool:
@@ -111,20 +126,56 @@ class AudioEngine:
 
     def _supervise(self) -> None:
         poll_s = min(0.1, self.stall_s / 4)
-        next_retry = time.monotonic() + self.settings.device_retry_s
+        self._next_retry = time.monotonic() + self.settings.device_retry_s
         while not self._stop.wait(poll_s):
-            if self._ready:
-                problem = self._health_problem()
-                if problem:
-                    with self._lock:
-                        self._close_all()
-                    self._report_lost(problem)
-                    next_retry = time.monotonic() + self.settings.device_retry_s
-            elif time.monotonic() >= next_retry:
-                if self._try_open():
-                    self._lost_reported = False
-                    self._notify("ready", self._describe())
-                next_retry = time.monotonic() + self.settings.device_retry_s
+            try:
+                self._supervise_once()
+            except Exception as exc:  # the watcher must outlive any bug: restart the streams
+                log.exception("audio supervisor: unexpected error; restarting the audio")
+                self._lose(f"audio supervisor error ({type(exc).__name__}: {exc}); restarting "
+                           "the audio")
+
+    def _supervise_once(self) -> None:
+        if self._ready:
+            problem = self._callback_problem() or self._health_problem()
+            if problem:
+                self._lose(problem)
+        elif time.monotonic() >= self._next_retry:
+            if self._try_open():
+                self._lost_reported = False
+                self._notify("ready", self._describe())
+            self._next_retry = time.monotonic() + self.settings.device_retry_s
+
+    def _lose(self, problem: str) -> None:
+        with self._lock:
+            self._close_all()
+        self._report_lost(problem)
+        self._next_retry = time.monotonic() + self.settings.device_retry_s
+
+    def _callback_problem(self) -> str | None:
+        """Account exceptions raised inside the callbacks since the last poll: the first one
+        ever is logged with its traceback; failing in three polls in a row loses the streams."""
+        seen_c, seen_p = self._errors_seen
+        now_c, now_p = self.capture.callback_errors, self.playback.callback_errors
+        new = (now_c - seen_c) + (now_p - seen_p)
+        self._errors_seen = (now_c, now_p)
+        if new <= 0:
+            self._failing_polls = 0
+            return None
+        first = self.callback_errors == 0
+        self.callback_errors += new
+        self._failing_polls += 1
+        which = "microphone" if now_c > seen_c else "speaker"
+        port = self.capture if which == "microphone" else self.playback
+        exc = port.last_callback_error
+        if first:
+            log.error("audio: the %s callback raised %s (that block was lost)", which,
+                      type(exc).__name__, exc_info=exc, extra={"error_kind": "device"})
+        if self._failing_polls >= 3:
+            self._failing_polls = 0
+            return (f"the {which} callback keeps failing ({type(exc).__name__}: {exc}); "
+                    f"reopening the audio devices every {self.settings.device_retry_s:g} s")
+        return None
 
     def _health_problem(self) -> str | None:
         now = time.monotonic()

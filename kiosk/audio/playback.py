@@ -8,9 +8,11 @@ complete, plays silence on underruns (counted, the cut softened), fades out with
 on `flush`, mixes a cue on top, and records per item how many samples really went to the
 device. While only answer audio plays, a block is one copy out of the ring.
 
-Item events go to the listener through a `Notifier` thread: ``("started", item_id)`` when the
-item's first sample is handed to the device, ``("drained", item_id)`` when it has played out
-after `end_item`, ``("flushed", item_id)`` after `flush`.
+Item events go straight to the listener, from the audio thread: ``("started", item_id)`` when
+the item's first sample is handed to the device, ``("drained", item_id)`` when it has played
+out after `end_item`, ``("flushed", item_id)`` after `flush`. The listener must only post and
+return (the conversation hands them to its loop with `call_soon_threadsafe`); it is called
+after the playback's own lock is released.
 
 Example::
 
@@ -21,8 +23,10 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,11 +39,13 @@ from kiosk.audio.devices import (
     open_stream,
     stream_is_active,
 )
-from kiosk.audio.notifier import Listener, Notifier
 from kiosk.audio.resample import StreamResampler
 from kiosk.audio.ringbuffer import RingBuffer
 from kiosk.ports import SAMPLE_RATE_HZ
 from kiosk.settings import AudioSettings
+
+Listener = Callable[[str, str], None]
+log = logging.getLogger(__name__)
 
 FADE_MS = 5
 _BLOCK_MS = 20  # output callback block; flush takes effect within one of these
@@ -95,8 +101,7 @@ class Playback:
         self._done: dict[str, _Item] = {}  # finished or flushed, newest last
         self._flushed_ids: set[str] = set()
         self._running = False
-        self._flush_req = False
-        self._flush_ack = threading.Event()
+        self._flush_to: int | None = None  # ring position a flush drops up to (callback)
         # A numpy float32: a Python float would make every multiply a slow mixed-type one.
         self._gain = np.float32(volume_gain(settings.volume))
         self._cue: np.ndarray | None = None  # float32 at device rate, already scaled
@@ -105,13 +110,15 @@ class Playback:
         # PortAudio's clock of the latest callback: the device's output latency is read from it
         # (only when audio ends, to know how long it is still audible).
         self._time_info: dict = {}
-        self._notifier = Notifier("playback-events")
+        self._listener: Listener | None = None
         self.device_name: str | None = None
         self.last_callback_at = 0.0
         self.callbacks = 0
         self.underruns = 0
         """Blocks where an unfinished item had run dry (silence was played)."""
         self.callback_errors = 0
+        """Callbacks that raised (each one played silence); the engine reports them."""
+        self.last_callback_error: BaseException | None = None
 
     # -- device side -------------------------------------------------------------------
 
@@ -137,14 +144,15 @@ class Playback:
         stream, self._stream = self._stream, None
         close_stream(stream)
         with self._lock:
-            for item in self._items:
-                self._notifier.post("flushed", item.item_id)
+            gone = [item.item_id for item in self._items]
             self._forget_queue()
+        for item_id in gone:
+            self._emit("flushed", item_id)
 
     def shutdown(self) -> None:
-        """Close the stream and stop the event thread (end of the process)."""
+        """Close the stream (end of the process)."""
         self.close()
-        self._notifier.close()
+        self._listener = None
 
     @property
     def is_open(self) -> bool:
@@ -165,7 +173,16 @@ class Playback:
     # -- PlaybackPort ------------------------------------------------------------------
 
     def set_listener(self, listener: Listener | None) -> None:
-        self._notifier.set_listener(listener)
+        self._listener = listener
+
+    def _emit(self, kind: str, item_id: str) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        try:
+            listener(kind, item_id)
+        except Exception:  # a broken listener must not break the audio
+            log.exception("playback listener failed on (%s, %s)", kind, item_id)
 
     def set_volume(self, percent: int) -> None:
         """Answer volume 0-100 (cues have their own `cue_volume`), for audio written from now.
@@ -196,6 +213,7 @@ class Playback:
 
     def end_item(self, item_id: str) -> None:
         """The item's audio is complete: play it out even if it is below the prebuffer."""
+        empty = False
         with self._lock:
             for item in self._items:
                 if item.item_id == item_id and item.end is None:
@@ -203,25 +221,26 @@ class Playback:
                     if item.end == item.start:  # nothing to play at all
                         self._items.remove(item)
                         self._remember(item)
-                        self._notifier.post("drained", item_id)
-                    return
+                        empty = True
+                    break
+        if empty:
+            self._emit("drained", item_id)
 
     def flush(self) -> int:
         """Barge-in: fade out within one block, drop everything queued (and the cue);
-        returns ms played of the item that was playing (never more than was written)."""
+        returns ms played of the item that was playing (never more than was written).
+
+        Never waits for the device: the next callback fades out what it hands over next and
+        skips the rest of what was queued *now* (audio written after this call plays)."""
         with self._lock:
             current = next((i for i in self._items if i.started), None)
             if current is None and self._items:
                 current = self._items[0]
-            if self.stream_active():
-                self._flush_ack.clear()
-                self._flush_req = True
-        # The callback fades and clears within one block; if the stream died meanwhile,
-        # clear here instead.
-        if self._flush_req and not self._flush_ack.wait(0.25):
-            self._flush_req = False
-        with self._lock:
-            self._dev.ring.clear()
+            ring = self._dev.ring
+            if self._running and self.stream_active():
+                self._flush_to = ring.total_written
+            else:
+                ring.clear()
             self._cue = None
             self._running = False
             for item in self._items:
@@ -230,10 +249,10 @@ class Playback:
             self._items.clear()
             while len(self._flushed_ids) > _KEEP_ITEMS:
                 self._flushed_ids.pop()
-        if current is None:
-            return 0
-        self._notifier.post("flushed", current.item_id)
-        return self._played_ms_of(current)
+            played = self._played_ms_of(current) if current is not None else 0
+        if current is not None:
+            self._emit("flushed", current.item_id)
+        return played
 
     def played_ms(self, item_id: str) -> int:
         """Milliseconds of this item that reached the device (0 for unknown items)."""
@@ -271,11 +290,15 @@ class Playback:
         self.callbacks += 1
         dev = self._dev
         n = min(frame_count, dev.max_frames)
+        notes: list[tuple[str, str]] = []
         try:
-            block = self._render(dev, n, now, time_info)
-        except Exception:  # PyAudio would raise it in the main thread; play silence instead
+            block = self._render(dev, n, now, time_info, notes)
+        except Exception as exc:  # PyAudio would swallow it; play silence, let the engine see
             self.callback_errors += 1
+            self.last_callback_error = exc
             block = None
+        for kind, item_id in notes:
+            self._emit(kind, item_id)
         if block is None:  # nothing to play: the daemon's usual state
             if frame_count == dev.block:
                 return dev.silence, pyaudio.paContinue
@@ -287,7 +310,8 @@ class Playback:
             data += bytes((frame_count - n) * dev.channels * 2)
         return data, pyaudio.paContinue
 
-    def _render(self, dev: _Device, n: int, now: float, time_info: dict) -> np.ndarray | None:
+    def _render(self, dev: _Device, n: int, now: float, time_info: dict,
+                notes: list[tuple[str, str]]) -> np.ndarray | None:
         """The next `n` device frames (int16, interleaved), or None for silence.
 
         The ring holds answer audio ready for the device (rate and volume applied in
@@ -299,14 +323,12 @@ class Playback:
         fade = None  # a ramp over the last `got` samples (flush, or an underrun's cut)
         with self._lock:
             r0 = dev.ring.total_read
-            if self._flush_req:
-                got = dev.ring.read_into(tmp[:min(n, dev.fade_n)])
+            if self._flush_to is not None:
+                want = min(n, dev.fade_n, max(0, self._flush_to - r0))
+                got = dev.ring.read_into(tmp[:want])
                 fade = dev.ramp_down[:got]
-                dev.ring.clear()
-                self._flush_req = False
-                self._running = False
-                self._account(dev, r0, r0 + got, now)
-                self._flush_ack.set()
+                dev.ring.skip_to(self._flush_to)
+                self._flush_to = None
             else:
                 if not self._running and self._items:
                     head = self._items[0]
@@ -318,7 +340,7 @@ class Playback:
                         self.underruns += 1
                         k = min(got, dev.fade_n)  # soften the cut into silence
                         fade = dev.ramp_down[dev.fade_n - k:]
-                    self._account(dev, r0, r0 + got, now)
+                    self._account(dev, r0, r0 + got, now, notes)
                     if not self._items:
                         self._running = False
         cue = self._cue
@@ -345,8 +367,9 @@ class Playback:
             np.copyto(out[ch::dev.channels], mix, casting="unsafe")
         return out
 
-    def _account(self, dev: _Device, r0: int, r1: int, now: float) -> None:
-        """Credit samples [r0, r1) to their items; post started/drained. Lock held."""
+    def _account(self, dev: _Device, r0: int, r1: int, now: float,
+                 notes: list[tuple[str, str]]) -> None:
+        """Credit samples [r0, r1) to their items; note started/drained. Lock held."""
         while self._items:
             item = self._items[0]
             lo = max(r0, item.start)
@@ -354,14 +377,14 @@ class Playback:
             if hi > lo:
                 if not item.started:
                     item.started = True
-                    self._notifier.post("started", item.item_id)
+                    notes.append(("started", item.item_id))
                 item.played += hi - lo
             if item.end is not None and r1 >= item.end:
                 self._items.pop(0)
                 self._remember(item)
                 if item.started:
                     self._busy_until = max(self._busy_until, now + self._tail_s())
-                self._notifier.post("drained", item.item_id)
+                notes.append(("drained", item.item_id))
                 continue
             break
 
@@ -405,6 +428,7 @@ class Playback:
             self._remember(item)
         self._items.clear()
         self._running = False
+        self._flush_to = None
         self._cue = None
 
     def _tail_s(self) -> float:

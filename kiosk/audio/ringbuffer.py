@@ -171,6 +171,15 @@ class RingBuffer:
                 seg[:] = seg * f[first:]
         return k
 
+    def skip_to(self, position: int) -> int:
+        """Drop queued samples up to `position` (a `total_written` value seen earlier);
+        returns how many. Samples written after that position stay queued."""
+        with self._lock:
+            target = min(position, self._written)
+            n = max(0, target - self._read)
+            self._read += n
+        return n
+
     def clear(self) -> int:
         """Drop everything queued (not counted as dropped); returns how many samples."""
         with self._lock:

@@ -1,20 +1,26 @@
 """Logging for IT staff: the journal with searchable fields, secrets masked, transcripts off.
 
-`setup_logging()` installs one handler on the root logger:
+`setup_logging()` installs one handler on the root logger, which only queues the record (with
+the kiosk's current state stamped on it) for one writer thread. No thread that logs -- the
+controller, the conversation's loop, an audio callback -- ever waits on journald or a terminal.
+The writer sends each line to:
 
 - the journal (`systemd.journal.JournalHandler`) with fields KIOSK_ID, KIOSK_STATE,
-  SESSION_ID and ERROR_KIND, so `journalctl -u voice-kiosk ERROR_KIND=network` works;
+  VISIT_ID and ERROR_KIND, so `journalctl -u voice-kiosk ERROR_KIND=network` works;
 - or plain stderr (`time level [state] message`) when there is no journald, when
   `logging.target` is `stderr`, or in `auto` mode when stderr is a terminal.
 
-Every record passes a redaction filter first, and the `kiosk.transcript` logger (what the
-patient and the assistant said: health data) is silenced unless `logging.transcripts`.
+Every record passes a redaction filter (in the writer, in linear time), and the
+`kiosk.transcript` logger (what the patient and the assistant said: health data) is silenced
+unless `logging.transcripts`.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
+import queue
 import re
 import sys
 import threading
@@ -120,7 +126,7 @@ class LogContext(logging.Filter):
         self.kiosk_id = kiosk_id
         self._lock = threading.Lock()
         self._state: str = State.IDLE
-        self._session_id: str | None = None
+        self._visit_id: str | None = None
         self._error_kind: str | None = None
 
     @property
@@ -128,14 +134,14 @@ class LogContext(logging.Filter):
         return self._state
 
     @property
-    def session_id(self) -> str | None:
-        return self._session_id
+    def visit_id(self) -> str | None:
+        return self._visit_id
 
     def fields(self) -> dict[str, str]:
         with self._lock:
             fields = {"KIOSK_ID": self.kiosk_id, "KIOSK_STATE": str(self._state)}
-            if self._session_id:
-                fields["SESSION_ID"] = self._session_id
+            if self._visit_id:
+                fields["VISIT_ID"] = self._visit_id
             if self._error_kind:
                 fields["ERROR_KIND"] = self._error_kind
         return fields
@@ -152,7 +158,7 @@ class LogContext(logging.Filter):
     def on_state_change(self, change: StateChange) -> None:
         with self._lock:
             self._state = change.new
-            self._session_id = change.session_id
+            self._visit_id = change.visit_id
             self._error_kind = change.error_kind if change.new == State.ERROR else None
         text = f"state {change.new} (was {change.old})"
         if change.detail:
@@ -164,6 +170,86 @@ class LogContext(logging.Filter):
 
 _MARK = "_voice_kiosk_handler"
 _context: LogContext | None = None
+_writer: LogWriter | None = None
+QUEUE_RECORDS = 10_000  # lines waiting for the writer; beyond that, lines are dropped
+
+
+class LogWriter:
+    """The one thread that writes log lines; everyone else only queues records for it."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        self.handler = handler
+        self.queue: queue.Queue[logging.LogRecord | threading.Event | None] = queue.Queue(
+            QUEUE_RECORDS)
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()  # everything queued before it is written
+                continue
+            try:
+                self.handler.handle(item)
+            except Exception:  # a broken line must not stop the writer
+                self.handler.handleError(item)
+
+    def flush(self, timeout_s: float = 2.0) -> bool:
+        """Wait until every record queued so far is written (tests, shut-down)."""
+        done = threading.Event()
+        try:
+            self.queue.put(done, timeout=timeout_s)
+        except queue.Full:
+            return False
+        return done.wait(timeout_s)
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Write what is queued, then end the thread."""
+        try:
+            self.queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            return
+        self._thread.join(timeout_s)
+        self.handler.close()
+
+
+class _Enqueue(logging.handlers.QueueHandler):
+    """Formats on the caller's thread (cheap), queues without waiting, counts what it drops."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            _Enqueue.dropped += 1
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # Keep the record's own message and exception: the writer's formatter and the
+        # journal handler use them (QueueHandler would fold the traceback into the message).
+        record = logging.makeLogRecord(record.__dict__)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None  # tracebacks hold frames: do not keep them alive in a queue
+        try:
+            record.msg = record.getMessage()
+        except Exception:  # a bad format string must not lose the line
+            record.msg = f"{record.msg} {record.args}"
+        record.args = ()
+        return record
+
+
+def output_handler() -> logging.Handler | None:
+    """The handler the writer thread writes through (journal or stream), if set up."""
+    return _writer.handler if _writer is not None else None
+
+
+def flush_logging(timeout_s: float = 2.0) -> bool:
+    """Wait until every line logged so far has been written (tests, shut-down)."""
+    return _writer.flush(timeout_s) if _writer is not None else True
 
 
 def _use_journal(target: str, journal_socket: str, stream: TextIO) -> bool:
@@ -175,13 +261,22 @@ def _use_journal(target: str, journal_socket: str, stream: TextIO) -> bool:
     return not (hasattr(stream, "isatty") and stream.isatty())
 
 
-def teardown_logging() -> None:
-    """Remove the kiosk's handler and forget the context (daemon exit, tests)."""
-    global _context
+def _remove_handler() -> None:
+    global _writer
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(old)
         old.close()
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
+
+
+def teardown_logging() -> None:
+    """Write what is queued, remove the kiosk's handler and forget the context (daemon exit,
+    tests)."""
+    global _context
+    _remove_handler()
     _context = None
 
 
@@ -190,12 +285,10 @@ def setup_logging(logging_settings: LoggingSettings, kiosk: KioskSettings, *,
                   journal_socket: str = JOURNAL_SOCKET) -> LogContext:
     """Install (or, on reload, replace) the kiosk's log handler; returns the LogContext
     the daemon registers as a state observer. Safe to call again with new settings."""
-    global _context
+    global _context, _writer
     out = stream if stream is not None else sys.stderr
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
-        root.removeHandler(old)
-        old.close()
+    _remove_handler()
     if _context is None:
         _context = LogContext(kiosk.id)
     _context.kiosk_id = kiosk.id
@@ -209,12 +302,14 @@ def setup_logging(logging_settings: LoggingSettings, kiosk: KioskSettings, *,
     else:
         handler = logging.StreamHandler(out)
         handler.setFormatter(logging.Formatter(STDERR_FORMAT))
-    # Order matters: context first (so ERROR_KIND extras are read), redaction last.
-    handler.addFilter(TranscriptGate(logging_settings.transcripts))
-    handler.addFilter(_context)
-    handler.addFilter(RedactingFilter())
-    setattr(handler, _MARK, True)
-    root.addHandler(handler)
+    handler.addFilter(RedactingFilter())  # in the writer thread
+    _writer = LogWriter(handler)
+    # On the caller's thread: drop transcripts early, stamp the state as it is *now*.
+    front = _Enqueue(_writer.queue)
+    front.addFilter(TranscriptGate(logging_settings.transcripts))
+    front.addFilter(_context)
+    setattr(front, _MARK, True)
+    root.addHandler(front)
     root.setLevel(logging_settings.level.upper())
     # Belt and braces: a disabled logger creates no records for any other handler either.
     logging.getLogger(TRANSCRIPT_LOGGER).disabled = not logging_settings.transcripts

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kiosk import __version__
@@ -118,12 +118,13 @@ class Metrics:
         self._lock = threading.Lock()  # guards the counters only; never held across I/O
         self._started = time.time()
         self._state: str = State.IDLE
-        self._session_id: str | None = None
-        self._sessions = 0
+        self._visit_id: str | None = None
+        self._visits = 0
         self._presses = 0
         self._reconnects = 0
-        self._overruns = 0
-        self._underruns = 0
+        # Counters kept by other parts (the audio streams), read when the file is written:
+        # name -> (help, read, total of earlier sources of the same name, last value read).
+        self._sources: dict[str, tuple[str, Callable[[], int], int, int]] = {}
         self._errors: Counter[str] = Counter({kind: 0 for kind in ERROR_KINDS})
         self._health: dict[str, bool] = {}
         self._press_to_listening = _Latency()
@@ -139,14 +140,14 @@ class Metrics:
     # --- inputs -----------------------------------------------------------------------
 
     def on_state_change(self, change: StateChange) -> None:
-        """Controller observer: sessions, errors and both latencies come from transitions."""
+        """Controller observer: visits, errors and both latencies come from transitions."""
         with self._lock:
             self._state = change.new
-            # A reconnect inside a session re-enters connecting with the same session id.
-            new_session = change.session_id is None or change.session_id != self._session_id
-            if change.new == State.CONNECTING and new_session:
-                self._session_id = change.session_id
-                self._sessions += 1
+            # A reconnect inside a visit re-enters connecting with the same visit id.
+            new_visit = change.visit_id is None or change.visit_id != self._visit_id
+            if change.new == State.CONNECTING and new_visit:
+                self._visit_id = change.visit_id
+                self._visits += 1
                 self._press_to_listening.begin(change.at)
             elif change.new == State.LISTENING:
                 self._press_to_listening.end(change.at)
@@ -168,10 +169,14 @@ class Metrics:
         with self._lock:
             self._reconnects += 1
 
-    def set_audio_counters(self, overruns: int, underruns: int) -> None:
-        """Totals since start, as counted by the audio streams (not increments)."""
+    def add_counter(self, name: str, doc: str, read: Callable[[], int]) -> None:
+        """Export a counter another part keeps (`read()` returns its total), read at every
+        write. A later source of the same name (a reload builds new audio streams) continues
+        the total instead of restarting it."""
         with self._lock:
-            self._overruns, self._underruns = overruns, underruns
+            old = self._sources.get(name)
+            base = old[2] + old[3] if old is not None else 0
+            self._sources[name] = (doc, read, base, 0)
 
     def set_health(self, part: str, ok: bool) -> None:
         """Whether a part (microphone, speaker, gpio) works now; exported as a gauge."""
@@ -184,9 +189,20 @@ class Metrics:
         """A consistent snapshot of every metric (the lock is held only to copy)."""
         k = {"kiosk": self.kiosk_id}
         with self._lock:
+            sources = dict(self._sources)
+        read: dict[str, int] = {}
+        for name, (_doc, source, _base, last) in sources.items():
+            try:
+                read[name] = int(source())
+            except Exception:  # a counter of a part being torn down: keep its last value
+                read[name] = last
+        with self._lock:
+            for name, value in read.items():
+                if name in self._sources and self._sources[name][1] is sources[name][1]:
+                    doc, source, base, _ = self._sources[name]
+                    self._sources[name] = (doc, source, base, value)
             state = self._state
-            counters = (self._sessions, self._presses, self._reconnects, self._overruns,
-                        self._underruns)
+            counters = (self._visits, self._presses, self._reconnects)
             errors = sorted(self._errors.items())
             health = sorted(self._health.items())
             latencies = [(lat.last, p95(lat.samples))
@@ -198,13 +214,14 @@ class Metrics:
                    [({**k, "state": s.value}, 1 if s == state else 0) for s in State]),
         ]
         for (name, doc), value in zip((
-                ("sessions", "Sessions started (entries to connecting)."),
+                ("visits", "Visits started (a press to the end of that conversation)."),
                 ("button_presses", "Button presses."),
-                ("reconnects", "Realtime reconnect attempts."),
-                ("audio_overruns", "Microphone frames lost (capture overruns)."),
-                ("audio_underruns", "Speaker starved (playback underruns)."),
+                ("reconnects", "Realtime links reopened after one was lost mid-visit."),
         ), counters, strict=True):
             out.append(Family(f"{PREFIX}_{name}_total", "counter", doc, [(k, value)]))
+        for name, (doc, _source, base, _last) in sorted(sources.items()):
+            out.append(Family(f"{PREFIX}_{name}_total", "counter", doc,
+                              [(k, base + read[name])]))
         out.append(Family(f"{PREFIX}_errors_total", "counter", "Errors by kind.",
                           [({**k, "kind": kind}, count) for kind, count in errors]))
         if health:

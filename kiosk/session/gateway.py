@@ -1,27 +1,30 @@
-"""Client of the hospital's voice gateway: POST /api/voice/realtime-session -> SessionGrant.
+"""Client of the hospital's voice gateway: POST /api/voice/realtime-session -> Grant.
 
-The gateway hands out a short-lived grant for the realtime service (an ephemeral token, or in
-its early form an API key). This module authenticates (see credentials.py), sends the kiosk's
-voice preferences, keeps the conversation id so a reconnect restores context, classifies every
-failure as a GatewayError and says how long to wait before trying again.
+The gateway hands out a short-lived *grant* for the realtime service (an ephemeral token, or
+in its early form an API key). This module authenticates (see credentials.py), sends the
+kiosk's voice preferences, keeps the conversation id so a reconnect restores context, and
+classifies every failure as a GatewayError. How long to wait before trying again is the retry
+policy's business (retry.py). Calls block (urllib): the conversation runs them on a worker
+thread, never on its own loop.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiosk.session.backoff import Backoff
 from kiosk.session.credentials import Credential, LoginCredential, credential_from_settings
 from kiosk.session.errors import GatewayError
-from kiosk.session.http import post_json, ssl_context
+from kiosk.session.http import post_json
+from kiosk.session.transport import check_url, tls_context
 from kiosk.settings import GatewaySettings, RealtimeSettings
 
-__all__ = ["GatewayClient", "GatewayError", "SessionGrant"]
+__all__ = ["GatewayClient", "GatewayError", "Grant"]
 
 log = logging.getLogger("kiosk.session.gateway")
 
@@ -29,8 +32,9 @@ SESSION_PATH = "/api/voice/realtime-session"
 
 
 @dataclass(frozen=True)
-class SessionGrant:
-    """What the realtime connection needs. `token` is a secret: it is left out of repr."""
+class Grant:
+    """One answer of the gateway: what a realtime link needs. `token` is a secret: it is left
+    out of repr."""
 
     url: str
     model: str
@@ -47,7 +51,7 @@ class SessionGrant:
 
 
 def parse_grant(answer: dict[str, Any], realtime: RealtimeSettings,
-                now: float | None = None) -> SessionGrant:
+                now: float | None = None) -> Grant:
     """Accept both response forms: early {api_key} and current {auth: {token}}."""
     auth = answer.get("auth")
     if isinstance(auth, dict) and isinstance(auth.get("token"), str) and auth["token"]:
@@ -74,7 +78,7 @@ def parse_grant(answer: dict[str, Any], realtime: RealtimeSettings,
         raise GatewayError("malformed", "gateway session answer has a voice_config that is not "
                                         "an object")
     conversation_id = answer.get("conversation_id")
-    return SessionGrant(
+    return Grant(
         url=url, model=model, token=token, expires_at=float(expires),
         session_id=str(answer.get("session_id") or ""),
         conversation_id=conversation_id if isinstance(conversation_id, str) else None,
@@ -82,77 +86,60 @@ def parse_grant(answer: dict[str, Any], realtime: RealtimeSettings,
 
 
 class GatewayClient:
-    """Fetches realtime session grants from the gateway.
+    """Fetches grants from the gateway. Thread-safe (a slow request never holds the lock).
 
-    Thread-safe. After a failure, `retry_delay(error)` says how long to wait: exponential
-    backoff with jitter for outages, the server's Retry-After for 429, and `auth_retry_s` for a
-    rejected credential (until the credential file changes, further calls fail fast without
-    bothering the gateway, so a wrong key cannot lock the account).
+    After a rejected credential (401/403), *automatic* attempts (reconnects) fail fast without
+    asking the gateway for `gateway.auth_retry_s`, unless the credential file changes, so a
+    wrong key cannot lock the account; a patient's press always makes one real attempt. While
+    the gateway's Retry-After lasts, attempts fail fast with the time still to wait.
     """
 
     def __init__(self, gateway: GatewaySettings, realtime: RealtimeSettings, *,
+                 ctx: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.gateway = gateway
         self.realtime = realtime
         self._clock = clock
         self._lock = threading.Lock()
-        self._ctx = None
+        self._ctx = ctx
         self._credential: Credential | None = None
-        self._backoff = Backoff(gateway.retry_initial_s, max(gateway.retry_max_s,
-                                                             gateway.retry_initial_s))
         self._auth_hold: tuple[float, tuple[Any, ...], GatewayError] | None = None
         self._rate_hold: tuple[float, GatewayError] | None = None
         self.conversation_id: str | None = gateway.conversation_id
-        self.last_grant: SessionGrant | None = None
+        self.last_grant: Grant | None = None
         self.requests = 0
         self.failures = 0
 
     # -- public ------------------------------------------------------------------------------
 
-    def create_session(self, conversation_id: str | None = None, *,
-                       continue_previous: bool = True) -> SessionGrant:
+    def create_grant(self, conversation_id: str | None = None, *, continue_previous: bool = True,
+                     automatic: bool = False) -> Grant:
         """POST the session request and return the grant; raises GatewayError.
 
         The conversation asked for is `conversation_id`, else gateway.conversation_id, else
         (when `continue_previous`) the one of the previous grant, so a reconnect restores the
-        context. `continue_previous=False` lets the gateway start a new conversation."""
+        context. `automatic` marks a retry nobody asked for (it respects the auth hold)."""
         if conversation_id is None:
             conversation_id = (self.conversation_id if continue_previous
                                else self.gateway.conversation_id)
-        # The lock guards state only: an ended session's slow request must not hold up the
-        # next press.
         try:
-            grant = self._create(conversation_id)
+            grant = self._create(conversation_id, automatic)
         except GatewayError as exc:
             with self._lock:
                 self.failures += 1
-                if exc.kind == "auth" and self._credential is not None:
+                if exc.kind == "auth" and exc.status is not None and self._credential:
                     self._auth_hold = (self._clock() + self.gateway.auth_retry_s,
                                        self._credential.fingerprint(), exc)
-                elif exc.kind == "rate_limited" and exc.retry_after_s:
+                elif exc.kind == "rate_limited" and exc.retry_after_s and exc.status:
                     self._rate_hold = (self._clock() + exc.retry_after_s, exc)
             raise
         with self._lock:
-            self._backoff.reset()
             self._auth_hold = self._rate_hold = None
             self.requests += 1
             self.last_grant = grant
             if grant.conversation_id:
                 self.conversation_id = grant.conversation_id
             return grant
-
-    def retry_delay(self, error: GatewayError) -> float:
-        """Seconds to wait before the next create_session after `error`."""
-        if error.kind == "auth":
-            return self.gateway.auth_retry_s
-        with self._lock:
-            delay = self._backoff.next_delay()
-        if error.kind == "rate_limited" and error.retry_after_s is not None:
-            return max(delay, error.retry_after_s)
-        return delay
-
-    def reset_backoff(self) -> None:
-        self._backoff.reset()
 
     @property
     def credential(self) -> Credential:
@@ -164,22 +151,25 @@ class GatewayClient:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _create(self, conversation_id: str | None) -> SessionGrant:
+    def _create(self, conversation_id: str | None, automatic: bool) -> Grant:
         if not self.gateway.url:
             raise GatewayError("config", "gateway.url is empty; set it to the VoiceAssist "
-                                         "gateway (or leave it empty only for the simulator)")
+                                         "gateway")
+        check_url(self.gateway.url, "gateway.url", self.gateway)
         credential = self.credential
         with self._lock:
             hold, rate = self._auth_hold, self._rate_hold
-        if hold is not None and self._clock() < hold[0] and credential.fingerprint() == hold[1]:
-            raise GatewayError("auth", hold[2].message + " (not retried until the credential "
-                                                         "file changes or "
-                                                         f"{self.gateway.auth_retry_s:g} s pass)")
+        if (automatic and hold is not None and self._clock() < hold[0]
+                and credential.fingerprint() == hold[1]):
+            raise GatewayError("auth", hold[2].message + " (automatic retries wait until the "
+                                                         "credential file changes or "
+                                                         f"{self.gateway.auth_retry_s:g} s "
+                                                         "pass; a press tries at once)")
         if rate is not None and self._clock() < rate[0]:
-            # Honour Retry-After even when the patient presses again.
             raise GatewayError("rate_limited", rate[1].message,
                                retry_after_s=rate[0] - self._clock())
         body = self._request_body(conversation_id)
+        answer: dict[str, Any] = {}
         for attempt in (1, 2):
             headers = credential.headers()
             try:
@@ -212,7 +202,7 @@ class GatewayClient:
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str],
               credential: str) -> dict[str, Any]:
         if self._ctx is None:
-            self._ctx = ssl_context(self.gateway.verify_tls, self.gateway.ca_file)
+            self._ctx = tls_context(self.gateway)
         url = self.gateway.url.rstrip("/") + path
         return post_json(url, body, headers, timeout_s=self.gateway.timeout_s, ctx=self._ctx,
                          credential=credential)

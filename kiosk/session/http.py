@@ -1,7 +1,9 @@
-"""JSON over HTTPS for the gateway: urllib with a verifying TLS context and error classes.
+"""JSON over HTTPS for the gateway: urllib with the shared TLS context, no redirects, and
+error classes.
 
 Kept apart from the gateway logic so login, refresh and session requests share one place where
-HTTP status codes become GatewayError kinds.
+HTTP status codes become GatewayError kinds. Redirects are never followed: urllib would send
+the `X-API-Key` or `Authorization` header to whatever host a 30x names.
 """
 
 from __future__ import annotations
@@ -16,30 +18,22 @@ import urllib.request
 from typing import Any
 
 from kiosk.session.errors import GatewayError
+from kiosk.session.transport import is_loopback
 
 _MAX_BODY = 1024 * 1024  # a session grant is a few KiB; anything near this is not our gateway
 
 
-def ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    """The TLS context for the gateway: system trust plus `ca_file`, verification on unless
-    explicitly switched off."""
-    ctx = ssl.create_default_context()
-    if ca_file:
-        try:
-            ctx.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise GatewayError("config", f"gateway.ca_file {ca_file!r} cannot be loaded "
-                                         f"({exc}); point it at a PEM CA bundle") from exc
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Turns every 30x into an HTTPError instead of following it with our credentials."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> None:
+        return None
 
 
 def _opener(url: str, ctx: ssl.SSLContext) -> urllib.request.OpenerDirector:
-    handlers: list[Any] = [urllib.request.HTTPSHandler(context=ctx)]
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host in ("127.0.0.1", "localhost", "::1"):
+    handlers: list[Any] = [urllib.request.HTTPSHandler(context=ctx), _NoRedirects()]
+    if is_loopback(urllib.parse.urlsplit(url).hostname):
         # A loopback gateway (the simulator) must never go through a site proxy.
         handlers.append(urllib.request.ProxyHandler({}))
     return urllib.request.build_opener(*handlers)
@@ -62,13 +56,17 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _detail(raw: bytes) -> str:
-    """The gateway's `detail` text of an error body, shortened; never the raw body beyond that."""
+    """The gateway's explanation in an error body, shortened: FastAPI's `detail`, or the rate
+    limiter's `error` ({"error": "Rate limit exceeded: 10 per 1 minute"}, no `detail`)."""
     try:
-        detail = json.loads(raw.decode("utf-8", "replace")).get("detail")
-    except (ValueError, AttributeError):
+        body = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
         return ""
-    if isinstance(detail, str):
-        return detail[:200]
+    if not isinstance(body, dict):
+        return ""
+    for key in ("detail", "error"):
+        if isinstance(body.get(key), str):
+            return str(body[key])[:200]
     return ""
 
 
@@ -89,10 +87,16 @@ def post_json(url: str, body: dict[str, Any], headers: dict[str, str], *, timeou
             raw = resp.read(_MAX_BODY + 1)
     except urllib.error.HTTPError as exc:
         raw = exc.read(4096) if exc.fp else b""
+        if 300 <= exc.code < 400:
+            raise _redirect_error(exc.code, exc.headers.get("Location"), path) from None
         raise classify_status(exc.code, _detail(raw), exc.headers.get("Retry-After"),
                               path, credential) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
+        if isinstance(reason, TimeoutError):
+            raise GatewayError("network", f"gateway did not answer {path} within "
+                                          f"{timeout_s:g} s; check the network or raise "
+                                          "gateway.timeout_s") from None
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise GatewayError("network", f"TLS certificate of {url} not trusted "
                                           f"({reason.verify_message}); install the hospital CA "
@@ -119,6 +123,15 @@ def post_json(url: str, body: dict[str, Any], headers: dict[str, str], *, timeou
     return parsed
 
 
+def _redirect_error(status: int, location: str | None, path: str) -> GatewayError:
+    target = urllib.parse.urlsplit(location or "")
+    where = f"{target.scheme}://{target.netloc}" if target.netloc else (location or "?")
+    return GatewayError("config", f"gateway answered {path} with a redirect ({status}) to "
+                                  f"{where}; not followed, so the credential was not sent "
+                                  "there. Set gateway.url to the address the gateway really "
+                                  "has", status=status)
+
+
 def classify_status(status: int, detail: str, retry_after: str | None, path: str,
                     credential: str) -> GatewayError:
     """Turn an HTTP error status into a GatewayError with advice for IT staff."""
@@ -129,8 +142,10 @@ def classify_status(status: int, detail: str, retry_after: str | None, path: str
                             status=status)
     if status == 429:
         wait = parse_retry_after(retry_after)
-        hint = f"; retrying after {wait:g} s" if wait is not None else ""
-        return GatewayError("rate_limited", f"gateway rate limit hit on {path} (429){hint}",
+        said429 = f": {detail}" if detail else ""
+        hint = f"; the gateway asks to wait {wait:g} s" if wait is not None else ""
+        return GatewayError("rate_limited", f"gateway rate limit hit on {path} "
+                                            f"(429{said429}){hint}",
                             retry_after_s=wait, status=status)
     if status in (500, 502, 503, 504):
         return GatewayError("unavailable", f"gateway cannot create a session ({status}{said}); "

@@ -156,6 +156,18 @@ def response_cancel(response_id: str | None = None) -> dict[str, Any]:
     return _event("response.cancel", **({"response_id": response_id} if response_id else {}))
 
 
+def user_audio_item(pcm: bytes) -> dict[str, Any]:
+    """A user message carrying recorded speech: how a question is asked again on a new link
+    (the input buffer of the old one died with it)."""
+    return _event("conversation.item.create", item={
+        "type": "message", "role": "user",
+        "content": [{"type": "input_audio", "audio": encode_pcm16(pcm)}]})
+
+
+def response_create() -> dict[str, Any]:
+    return _event("response.create")
+
+
 def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings) -> dict[str, Any]:
     """GA session.update from the gateway's flat beta voice_config plus the kiosk's overrides."""
     vc = voice_config or {}

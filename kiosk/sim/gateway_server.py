@@ -1,162 +1,190 @@
-"""The simulated VoiceAssist gateway: login, refresh with rotation, API keys, and
-POST /api/voice/realtime-session in both response forms, with fault knobs."""
+"""The simulated VoiceAssist gateway over HTTP (or HTTPS): login, refresh, API keys, and
+POST /api/voice/realtime-session in both response forms, with the real gateway's answers
+(protocol.md, section 1b) and the fault knobs of `SimKnobs`.
+
+The order of checks follows the real one (FastAPI behind a rate limiter): redirect and rate
+limit first, then a body that is not JSON (422), then authentication (401), then the body's
+fields (422), then the session itself (cache, the upstream call, its timeouts and failures).
+"""
 
 from __future__ import annotations
 
 import json
-import secrets
+import ssl
+import sys
 import threading
-import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from kiosk.sim import grants
+from kiosk.sim.grants import VOICE_CONFIG
 from kiosk.sim.records import GatewayRequest
 
 if TYPE_CHECKING:
     from kiosk.sim.simulator import Simulator
 
-VOICE_CONFIG: dict[str, Any] = {
-    "voice": "alloy",
-    "modalities": ["text", "audio"],
-    "input_audio_format": "pcm16",
-    "output_audio_format": "pcm16",
-    "input_audio_transcription": {"model": "whisper-1"},
-    "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
-                       "silence_duration_ms": 500},
-}
+__all__ = ["VOICE_CONFIG", "GatewayServer"]
 
-
-class Accounts:
-    """Users, API keys and the tokens the gateway handed out (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.users: dict[str, tuple[str, bool]] = {}  # email -> (password, requires_2fa)
-        self.api_keys: set[str] = set()
-        self.access: dict[str, float] = {}  # access token -> expires (monotonic)
-        self.refresh: dict[str, float] = {}  # live refresh token -> expires (monotonic)
-        self.realtime_tokens: dict[str, float] = {}  # ephemeral token / key -> expires (unix)
-
-    def issue_pair(self, access_ttl_s: float, refresh_ttl_s: float) -> dict[str, Any]:
-        access, refresh = "eyJsim." + secrets.token_urlsafe(24), "rt_" + secrets.token_urlsafe(24)
-        now = time.monotonic()
-        with self.lock:
-            self.access[access] = now + access_ttl_s
-            self.refresh[refresh] = now + refresh_ttl_s
-        return {"access_token": access, "refresh_token": refresh, "token_type": "bearer",
-                "expires_in": int(access_ttl_s) if access_ttl_s >= 1 else access_ttl_s,
-                "refresh_expires_in": int(refresh_ttl_s), "role": "user"}
-
-    def access_ok(self, token: str) -> bool:
-        with self.lock:
-            return self.access.get(token, 0.0) > time.monotonic()
-
-    def take_refresh(self, token: str) -> bool:
-        """Rotation: a refresh token works once, then it is revoked."""
-        with self.lock:
-            return self.refresh.pop(token, 0.0) > time.monotonic()
-
-    def realtime_token_ok(self, token: str) -> bool:
-        with self.lock:
-            return self.realtime_tokens.get(token, 0.0) > time.time()
+SESSION_PATH = "/api/voice/realtime-session"
+RATE_LIMITED = "Rate limit exceeded: {n} per 1 minute"
+FORCED_DETAIL = {401: "Not authenticated", 403: "Not enough permissions",
+                 503: "Realtime API is not enabled or not configured"}
 
 
 class GatewayServer(ThreadingHTTPServer):
-    daemon_threads = True
+    """One thread per connection; with `tls`, the TLS handshake runs in that thread too, so a
+    client that never finishes one cannot stall the others."""
 
-    def __init__(self, sim: Simulator) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        super().__init__((host, port), _Handler)
         self.sim = sim
-        self.served = threading.Event()
+        self.tls = tls
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(10.0)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # the client refused our certificate, or spoke plain HTTP
+        try:
+            wrapped.settimeout(None)
+            self.RequestHandlerClass(wrapped, client_address, self)
+        finally:
+            wrapped.close()
+
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timed out, was stopped) is no error of the simulator's."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: GatewayServer
     protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle keep-alive connection does not hold a thread forever
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # tests read the records; stderr noise helps nobody
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         sim = self.server.sim
+        k = sim.knobs
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
             body: Any = json.loads(raw) if raw else {}
-        except ValueError:
-            body = None
+            json_problem = None
+        except ValueError as exc:
+            body, json_problem = None, str(exc).split(":")[0]
         record = GatewayRequest(self.path, {k.lower(): v for k, v in self.headers.items()},
                                 body)
-        knobs = sim.knobs
-        if knobs.gateway_delay_s > 0:
-            sim.stopping.wait(knobs.gateway_delay_s)
-        if body is None or not isinstance(body, dict):
-            self._reply(record, 422, {"detail": "body must be a JSON object"})
-        elif self.path == "/api/auth/login":
-            self._login(record, body)
-        elif self.path == "/api/auth/refresh":
-            self._refresh(record, body)
-        elif self.path == "/api/voice/realtime-session":
-            self._session(record, body)
-        else:
+        if k.gateway_delay_s > 0:
+            sim.stopping.wait(k.gateway_delay_s)
+        route = {"/api/auth/login": self._login, "/api/auth/refresh": self._refresh,
+                 SESSION_PATH: self._session}.get(self.path)
+        if route is None:
             self._reply(record, 404, {"detail": "Not Found"})
+        elif self._refused_early(record):
+            return
+        elif json_problem is not None:
+            self._reply(record, 422, grants.json_error(json_problem))
+        elif self.path == SESSION_PATH and not self._authorised(record):
+            return
+        else:
+            clean, errors = grants.validate(self.path, body)
+            if clean is None:
+                self._reply(record, 422, {"detail": errors})
+            else:
+                route(record, clean)
+
+    def _refused_early(self, record: GatewayRequest) -> bool:
+        """Redirects, forced statuses and rate limits: answered before anything is read."""
+        sim = self.server.sim
+        k = sim.knobs
+        ip = self.client_address[0]
+        if self.path == SESSION_PATH and k.gateway_redirect:
+            self._reply(record, k.gateway_redirect_status, b"",
+                        {"Location": k.gateway_redirect})
+            return True
+        if self.path == SESSION_PATH and k.gateway_status is not None:
+            status = k.gateway_status
+            sim.use_failure()
+            if status == 429:
+                self._reply(record, 429, {"error": RATE_LIMITED.format(n=10)},
+                            {} if k.retry_after_s is None
+                            else {"Retry-After": f"{k.retry_after_s:g}"})
+            else:
+                self._reply(record, status, {"detail": FORCED_DETAIL.get(
+                    status, "Failed to create Realtime session: simulated failure")})
+            return True
+        limit = {"/api/auth/login": k.login_per_minute,
+                 "/api/auth/refresh": k.refresh_per_minute}.get(self.path)
+        if limit is not None and sim.accounts.rate_limited(f"{self.path} {ip}", limit):
+            self._reply(record, 429, {"error": RATE_LIMITED.format(n=limit)})
+            return True
+        return False
+
+    def _authorised(self, record: GatewayRequest) -> bool:
+        """The real gateway's checks and 401 bodies. A bearer JWT wins over an API key."""
+        sim = self.server.sim
+        acc = sim.accounts
+        auth = self.headers.get("Authorization", "")
+        key = self.headers.get("X-API-Key")
+        if auth.lower().startswith("bearer "):
+            sim.stopping.wait(sim.knobs.bearer_check_s)
+            if acc.access_ok(auth[7:].strip()):
+                return True
+            detail = "Could not validate credentials"
+        elif key is not None:
+            sim.stopping.wait(sim.knobs.api_key_check_s)  # bcrypt, once per request
+            with acc.lock:
+                if key in acc.api_keys:
+                    return True
+            detail = "Invalid API key"
+        else:
+            detail = "Not authenticated"
+        self._reply(record, 401, {"detail": detail}, {"WWW-Authenticate": "Bearer"})
+        return False
 
     def _login(self, record: GatewayRequest, body: dict[str, Any]) -> None:
-        acc = self.server.sim.accounts
-        with acc.lock:
-            user = acc.users.get(str(body.get("email")))
-        if user is None or user[0] != body.get("password"):
+        sim = self.server.sim
+        with sim.accounts.lock:
+            user = sim.accounts.users.get(body["email"])
+        if user is None or user[0] != body["password"]:
             self._reply(record, 401, {"detail": "Incorrect email or password"})
         elif user[1]:
-            self._reply(record, 200, {"requires_2fa": True, "user_id": str(uuid.uuid4()),
+            self._reply(record, 200, {"requires_2fa": True, "user_id": "usr_sim",
                                       "message": "Two-factor authentication required"})
         else:
-            k = self.server.sim.knobs
-            self._reply(record, 200, acc.issue_pair(k.access_ttl_s, k.refresh_ttl_s))
+            k = sim.knobs
+            self._reply(record, 200, sim.accounts.issue_pair(k.access_ttl_s, k.refresh_ttl_s))
 
     def _refresh(self, record: GatewayRequest, body: dict[str, Any]) -> None:
-        acc = self.server.sim.accounts
-        if not acc.take_refresh(str(body.get("refresh_token"))):
+        sim = self.server.sim
+        k = sim.knobs
+        if not sim.accounts.use_refresh(body["refresh_token"], strict=k.refresh_rotation):
             self._reply(record, 401, {"detail": "Invalid or expired refresh token"})
             return
-        k = self.server.sim.knobs
-        self._reply(record, 200, acc.issue_pair(k.access_ttl_s, k.refresh_ttl_s))
-
-    def _authorised(self) -> bool:
-        acc = self.server.sim.accounts
-        auth = self.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            return acc.access_ok(auth[7:].strip())  # a JWT wins over an API key
-        with acc.lock:
-            return self.headers.get("X-API-Key", "") in acc.api_keys
+        self._reply(record, 200, sim.accounts.issue_pair(k.access_ttl_s, k.refresh_ttl_s))
 
     def _session(self, record: GatewayRequest, body: dict[str, Any]) -> None:
         sim = self.server.sim
         k = sim.knobs
-        if k.gateway_status is not None:
-            status = k.gateway_status
-            if k.gateway_fail_count is not None:
-                k.gateway_fail_count -= 1
-                if k.gateway_fail_count <= 0:
-                    k.gateway_status, k.gateway_fail_count = None, None
-            detail = {401: "Not authenticated", 403: "Forbidden", 429: "Too many requests",
-                      503: "Realtime API is not enabled or not configured"}.get(
-                status, "Failed to create Realtime session: simulated failure")
-            headers = {"Retry-After": f"{k.retry_after_s:g}"} if (
-                status == 429 and k.retry_after_s is not None) else {}
-            self._reply(record, status, {"detail": detail}, headers)
-            return
-        if not self._authorised():
-            self._reply(record, 401, {"detail": "Not authenticated"})
-            return
         if k.gateway_malformed == "not_json":
             self._reply(record, 200, b"<html>proxy login</html>")
             return
-        grant = sim.make_grant(body)
-        if k.gateway_malformed == "missing_fields":
-            grant = {"session_id": grant["session_id"]}
-        self._reply(record, 200, grant)
+        status, answer = sim.grant_for(body)
+        if status == 200 and k.gateway_malformed == "missing_fields":
+            answer = {"session_id": answer["session_id"]}
+        self._reply(record, status, answer)
 
     def _reply(self, record: GatewayRequest, status: int, payload: Any,
                headers: dict[str, str] | None = None) -> None:
@@ -170,3 +198,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def served_forever(server: GatewayServer) -> threading.Thread:
+    """Run `server` in a daemon thread."""
+    thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05),
+                              name="sim-gateway", daemon=True)
+    thread.start()
+    return thread

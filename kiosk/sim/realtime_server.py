@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -65,6 +66,12 @@ class RealtimeSession:
         self.events_received = 0
         self.closed = False
 
+    def _record(self, change: Callable[[], None]) -> None:
+        self.sim.record(change, self.rec)
+
+    def _set_session(self, session: dict[str, Any]) -> None:
+        self._record(lambda: setattr(self.rec, "session", session))
+
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, event: dict[str, Any]) -> None:
@@ -76,7 +83,7 @@ class RealtimeSession:
             wire = dict(event)
             if self.sim.knobs.beta_names:
                 wire["type"] = p.GA_TO_BETA.get(event["type"], event["type"])
-            self.sim.record(lambda: self.rec.server_events.append(event))
+            self._record(lambda: self.rec.server_events.append(event))
             try:
                 self.ws.send(json.dumps(wire))
             except (ConnectionClosed, OSError):
@@ -96,7 +103,7 @@ class RealtimeSession:
                                               "param": param, "event_id": event_id}})
 
     def close(self, code: int, reason: str = "") -> None:
-        self.sim.record(lambda: setattr(self.rec, "close_code", code))
+        self._record(lambda: setattr(self.rec, "close_code", code))
         if self.response is not None:
             self.response.cancel("connection_closed")
         with self._send_lock:
@@ -121,7 +128,7 @@ class RealtimeSession:
         query = parse_qs(urlsplit(self.rec.path).query)
         auth = headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-        self.sim.record(lambda: setattr(self.rec, "token", token))
+        self._record(lambda: setattr(self.rec, "token", token))
         if "openai-beta" in headers:
             self.error("beta_api_shape_disabled", "The beta Realtime API has been shut down; "
                                                   "remove the OpenAI-Beta header.")
@@ -133,7 +140,13 @@ class RealtimeSession:
             self.close(p.CLOSE_AUTH, "invalid api key")
             return
         model = (query.get("model") or ["gpt-realtime"])[0]
-        self.rec.session = _default_session(model)
+        if model not in self.sim.knobs.realtime_models:
+            # Assumed like the service's other refusals: an error event, then close 4000.
+            self.error("model_not_found", f"The model '{model}' does not exist or you do not "
+                       "have access to it.", param="model")
+            self.close(p.CLOSE_BAD_REQUEST, "model not found")
+            return
+        self._set_session(_default_session(model))
         self.send({"type": "session.created", "session": self.rec.session})
         try:
             self._loop()
@@ -141,7 +154,7 @@ class RealtimeSession:
             if self.response is not None:
                 self.response.cancel("connection_closed")
             self.closed = True
-            self.sim.record(lambda: setattr(self.rec, "open", False))
+            self._record(lambda: setattr(self.rec, "open", False))
 
     def _loop(self) -> None:
         while not self.closed:
@@ -156,7 +169,7 @@ class RealtimeSession:
                 continue
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
-                self.sim.record(lambda c=code: setattr(self.rec, "close_code", c))
+                self._record(lambda c=code: setattr(self.rec, "close_code", c))
                 return
             self._handle(message)
             drop_after = self.sim.knobs.drop_after_events
@@ -167,20 +180,20 @@ class RealtimeSession:
 
     def _handle(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
-            self.sim.record(lambda: self.rec.bad_messages.append(f"binary {len(message)}"))
+            self._record(lambda: self.rec.bad_messages.append(f"binary {len(message)}"))
             self.error("invalid_request_error", "Binary frames are not supported.")
             return
         try:
             event = json.loads(message)
         except ValueError:
-            self.sim.record(lambda: self.rec.bad_messages.append(message[:200]))
+            self._record(lambda: self.rec.bad_messages.append(message[:200]))
             self.error("invalid_json", "The message is not valid JSON.")
             return
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             self.error("invalid_request_error", "Events need a type.")
             return
         self.events_received += 1
-        self.sim.record(lambda: self.rec.client_events.append(event))
+        self._record(lambda: self.rec.client_events.append(event))
         handler = _HANDLERS.get(event["type"])
         if handler is None:
             self.error("invalid_request_error", f"Invalid value: '{event['type']}'.",
@@ -207,7 +220,7 @@ class RealtimeSession:
             return
         merged = json.loads(json.dumps(self.rec.session))
         _deep_merge(merged, session)
-        self.rec.session = merged
+        self._set_session(merged)
         td = merged["audio"]["input"].get("turn_detection") or {}
         self.vad.silence_duration_ms = int(td.get("silence_duration_ms", 500))
         self.vad.prefix_padding_ms = int(td.get("prefix_padding_ms", 300))
@@ -223,7 +236,7 @@ class RealtimeSession:
             self.error("invalid_value", "Audio must be whole PCM16 samples.", param="audio")
             return
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
-        self.sim.record(lambda: self.rec.audio_chunks.append(samples))
+        self._record(lambda: self.rec.audio_chunks.append(samples))
         self.samples_in += len(samples)
         self.buffer_samples += len(samples)
         td = self.rec.session["audio"]["input"].get("turn_detection")
@@ -247,7 +260,7 @@ class RealtimeSession:
         self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": at_ms,
                    "item_id": item})
         now = time.monotonic()
-        self.sim.record(lambda: self.rec.speech_stopped_at.append(now))
+        self._record(lambda: self.rec.speech_stopped_at.append(now))
         self._commit(item)
         if td.get("create_response", True) and self.response is None:
             self._respond()
@@ -282,7 +295,7 @@ class RealtimeSession:
 
     def _finished(self, response: Response) -> None:
         if response.status == "cancelled":
-            self.sim.record(lambda: self.rec.cancelled_responses.append(response.id))
+            self._record(lambda: self.rec.cancelled_responses.append(response.id))
         if self.response is response:
             self.response = None
 
@@ -328,7 +341,7 @@ class RealtimeSession:
                        event_id=event.get("event_id"))
         else:
             entry = {"item_id": item_id, "audio_end_ms": end_ms, "sent_ms": response.sent_ms}
-            self.sim.record(lambda: self.rec.truncations.append(entry))
+            self._record(lambda: self.rec.truncations.append(entry))
             self.send({"type": "conversation.item.truncated", "item_id": item_id,
                        "content_index": 0, "audio_end_ms": end_ms})
 

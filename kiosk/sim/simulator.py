@@ -1,69 +1,105 @@
-"""The loopback simulator: a fake VoiceAssist gateway (HTTP) and a fake realtime service
-(WebSocket) on 127.0.0.1, for tests, the demo, and `voice-kiosk run` with no gateway.url.
+"""The loopback simulator: a fake VoiceAssist gateway (HTTP or HTTPS) and a fake realtime
+service (WS or WSS), for tests and the demo.
 
     with Simulator() as sim:
         key = sim.create_api_key()
         ...  # point GatewaySettings(url=sim.gateway_url, api_key_file=...) at it
         sim.wait_for(lambda: sim.connections and sim.connections[-1].truncations, 5)
+
+`kiosk.sim.remote.SimulatorProcess` runs the same thing in a child process with the same API,
+for tests whose kiosk is a subprocess too.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 import threading
 import time
-import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from websockets.sync.server import Server, ServerConnection, serve
 
-from kiosk.sim.gateway_server import VOICE_CONFIG, Accounts, GatewayServer
+from kiosk.sim import grants
+from kiosk.sim.accounts import Accounts
+from kiosk.sim.faults import INJECTABLE, inject_into
+from kiosk.sim.gateway_server import GatewayServer, served_forever
+from kiosk.sim.knobs import SimKnobs
 from kiosk.sim.realtime_server import RealtimeSession
-from kiosk.sim.records import GatewayRequest, RealtimeConnection, SimKnobs
-from kiosk.sim.responder import new_id
+from kiosk.sim.records import (
+    BoundedList,
+    GatewayRequest,
+    Limits,
+    RealtimeConnection,
+    wait_until,
+)
+
+__all__ = ["INJECTABLE", "Simulator", "TlsFiles"]
 
 # websockets logs every frame at debug level, answer text included: keep it to warnings.
 _WS_LOG = logging.getLogger("kiosk.sim.websockets")
 _WS_LOG.setLevel(logging.WARNING)
 
-INJECTABLE = ("error", "oversized", "bad_json", "bad_base64", "odd_bytes", "binary",
-              "unknown_event", "drop")
+TlsFiles = tuple[str | Path, str | Path]
+"""(certificate chain file, private key file), both PEM."""
+
+
+def server_tls(files: TlsFiles) -> ssl.SSLContext:
+    """A server-side TLS context from a certificate chain and its key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(files[0]), str(files[1]))
+    return ctx
 
 
 class Simulator:
-    """Gateway + realtime service on loopback ports. Every knob of `SimKnobs` can be passed as
-    a keyword here and changed later through `sim.knobs`."""
+    """Gateway + realtime service on loopback ports.
 
-    def __init__(self, *, model: str = "gpt-realtime", **knobs: Any) -> None:
-        self.model = model
+    host, gateway_port, realtime_port: where to listen (127.0.0.1 and free ports by default).
+    tls: (certificate, key) files: serve https:// and wss:// instead of http:// and ws://.
+    limits: how much it remembers (see `records.Limits`).
+    Every knob of `SimKnobs` can be passed as a keyword and changed later through `sim.knobs`.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", gateway_port: int = 0,
+                 realtime_port: int = 0, tls: TlsFiles | None = None,
+                 limits: Limits | None = None, **knobs: Any) -> None:
+        self.host, self._ports = host, (gateway_port, realtime_port)
+        self._tls = server_tls(tls) if tls is not None else None
+        self.limits = limits or Limits()
         self.knobs = SimKnobs(**knobs)
         self.accounts = Accounts()
-        self.gateway_requests: list[GatewayRequest] = []
-        self.connections: list[RealtimeConnection] = []
+        self.gateway_requests: BoundedList[GatewayRequest] = BoundedList(
+            self.limits.max_gateway_requests)
+        self.connections: BoundedList[RealtimeConnection] = BoundedList(
+            self.limits.max_connections)
+        self.version = 0
+        """Change counter: +1 on every change to the records."""
         self.stopping = threading.Event()
         self._changed = threading.Condition()
         self._sessions: list[RealtimeSession] = []
         self._http: GatewayServer | None = None
         self._ws: Server | None = None
         self._threads: list[threading.Thread] = []
+        self._fail_lock = threading.Lock()
         self.api_key = ""  # a ready-made X-API-Key, created by start()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> Simulator:
-        self._http = GatewayServer(self)
+        self._http = GatewayServer(self, self.host, self._ports[0], self._tls)
         # The kiosk sends small appends; answers are bounded by knobs. 16 MiB like the service.
-        self._ws = serve(self._serve_ws, "127.0.0.1", 0, max_size=16 * 1024 * 1024,
-                         compression=None, ping_interval=20, ping_timeout=20,
-                         close_timeout=1, logger=_WS_LOG)
-        http = self._http
-        for target, name in ((lambda: http.serve_forever(poll_interval=0.05), "sim-gateway"),
-                             (self._ws.serve_forever, "sim-realtime")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._ws = serve(self._serve_ws, self.host, self._ports[1], ssl=self._tls,
+                         max_size=16 * 1024 * 1024, compression=None, ping_interval=20,
+                         ping_timeout=20, close_timeout=1, logger=_WS_LOG)
+        self._ports = (self._http.server_address[1], self._ws.socket.getsockname()[1])
+        self._threads.append(served_forever(self._http))
+        ws_thread = threading.Thread(target=self._ws.serve_forever, name="sim-realtime",
+                                     daemon=True)
+        ws_thread.start()
+        self._threads.append(ws_thread)
         self.api_key = self.create_api_key()
         return self
 
@@ -85,15 +121,22 @@ class Simulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _url_host(self) -> str:
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+
     @property
     def gateway_url(self) -> str:
         assert self._http is not None, "start() the simulator first"
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{self._url_host()}:{self._ports[0]}"
 
     @property
     def realtime_url(self) -> str:
+        """The simulator's own realtime endpoint (grants name `knobs.realtime_url` if set)."""
         assert self._ws is not None, "start() the simulator first"
-        return f"ws://127.0.0.1:{self._ws.socket.getsockname()[1]}/v1/realtime"
+        scheme = "wss" if self._tls else "ws"
+        return f"{scheme}://{self._url_host()}:{self._ports[1]}/v1/realtime"
 
     # -- credentials -------------------------------------------------------------------------
 
@@ -117,44 +160,80 @@ class Simulator:
         return email, password
 
     def expire_tokens(self) -> None:
-        """Every access and realtime token handed out so far stops working now."""
-        with self.accounts.lock:
-            self.accounts.access.clear()
-            self.accounts.realtime_tokens.clear()
+        """Every access and realtime token handed out so far stops working now (and the
+        gateway's token cache is emptied, so the next grant carries a fresh token)."""
+        self.accounts.expire_tokens()
 
-    def make_grant(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A session grant in the form `knobs.response_form` (used by the gateway handler)."""
-        k = self.knobs
-        token = ("ek_" if k.response_form == "current" else "sk-sim-") + secrets.token_urlsafe(24)
-        expires = time.time() + k.token_ttl_s
-        with self.accounts.lock:
-            self.accounts.realtime_tokens[token] = expires
-        config = dict(VOICE_CONFIG)
-        if isinstance(body.get("voice"), str):
-            config["voice"] = body["voice"]
-        if isinstance(body.get("language"), str):
-            config["language"] = body["language"]
-        if isinstance(body.get("silence_duration_ms"), int):
-            config["turn_detection"] = {**config["turn_detection"],
-                                        "silence_duration_ms": body["silence_duration_ms"]}
-        grant: dict[str, Any] = {
-            "url": self.realtime_url, "model": self.model, "session_id": new_id("sess"),
-            "expires_at": int(expires) if k.token_ttl_s >= 5 else expires,
-            "conversation_id": body.get("conversation_id") or str(uuid.uuid4()),
-            "voice_config": config}
-        if k.response_form == "early":
-            grant["api_key"] = token
+    def restart_gateway(self) -> None:
+        """What a gateway restart changes for a kiosk: the token cache, rate-limit windows and
+        adaptive-VAD state are forgotten (the next adaptive grant gets a 200 ms silence)."""
+        self.accounts.restart()
+
+    # -- session grants (called by the gateway handler) --------------------------------------
+
+    def grant_for(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """(status, answer) for an authorised, validated session request."""
+        k, acc = self.knobs, self.accounts
+        voice = grants.select_voice(body.get("voice"), k.gateway_default_voice)
+        config = grants.voice_config(body, voice, acc.next_session_number())
+        early = k.response_form == "early"
+        if early:  # the gateway's own service key: no upstream call
+            token, expires = acc.service_key(k.token_ttl_s)
+            cached = True
         else:
-            grant["auth"] = {"type": "ephemeral_token", "token": token, "expires_at": expires}
-            grant["audio_enhancements"] = {"noise_suppression": False}
-        return grant
+            token, expires, cached = acc.ephemeral_token(k.gateway_model, voice, k.token_ttl_s,
+                                                         share=k.token_cache)
+        if not cached:
+            failure = self._upstream_failure()
+            if failure is not None:
+                acc.forget_token(token)
+                return failure
+            if k.token_cache:
+                acc.cache_token(k.gateway_model, voice, token)
+        expires_at = int(expires) if k.token_ttl_s >= 5 else expires
+        return 200, grants.session_grant(url=k.realtime_url or self.realtime_url,
+                                         model=k.gateway_model, token=token,
+                                         expires_at=expires_at, early=early, body=body,
+                                         config=config)
+
+    def _upstream_failure(self) -> tuple[int, dict[str, Any]] | None:
+        """The upstream (speech service) call: slow, timed out, or failed, per the knobs."""
+        k = self.knobs
+        if k.upstream_delay_s > k.upstream_timeout_s:
+            self.stopping.wait(k.upstream_timeout_s)
+            return 503, {"detail": "OpenAI session creation timed out"}
+        if k.upstream_delay_s > 0:
+            self.stopping.wait(k.upstream_delay_s)
+        fault = k.upstream_fault
+        if fault is None:
+            return None
+        self.use_failure()
+        if fault == "failed":  # the real gateway wraps its own message once more
+            return 503, {"detail": "Failed to create OpenAI session: Failed to create OpenAI "
+                                   "session: 500"}
+        return 500, {"detail": "Failed to create Realtime session: simulated upstream error"}
+
+    def use_failure(self) -> None:
+        """Count one forced failure against `gateway_fail_count`; clear the faults when it is
+        used up."""
+        k = self.knobs
+        with self._fail_lock:
+            if k.gateway_fail_count is None:
+                return
+            k.gateway_fail_count -= 1
+            if k.gateway_fail_count <= 0:
+                k.gateway_status = k.upstream_fault = k.gateway_fail_count = None
 
     # -- records -----------------------------------------------------------------------------
 
-    def record(self, change: Callable[[], None]) -> None:
+    def record(self, change: Callable[[], None],
+               connection: RealtimeConnection | None = None) -> None:
         """Apply a change to the records and wake waiters (used by the servers)."""
         with self._changed:
             change()
+            self.version += 1
+            if connection is not None:
+                connection.version = self.version
             self._changed.notify_all()
 
     def record_gateway(self, request: GatewayRequest) -> None:
@@ -162,17 +241,26 @@ class Simulator:
 
     def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 5.0) -> Any:
         """Wait until predicate() is truthy (re-checked on every record change); returns its
-        value, or raises TimeoutError naming the predicate."""
+        value, or raises TimeoutError."""
+        with self._changed:
+            return wait_until(predicate, timeout_s,
+                              lambda remaining: self._changed.wait(min(remaining, 0.1)))
+
+    def wait_change(self, since: int, timeout_s: float) -> int:
+        """Block until the records change after version `since` (or timeout); the version."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            while True:
-                value = predicate()
-                if value:
-                    return value
+            while self.version <= since:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"simulator: condition not met within {timeout_s:g} s")
-                self._changed.wait(min(remaining, 0.1))
+                    break
+                self._changed.wait(remaining)
+            return self.version
+
+    @property
+    def lock(self) -> threading.Condition:
+        """Held while records change: hold it to read several records consistently."""
+        return self._changed
 
     @property
     def last_connection(self) -> RealtimeConnection | None:
@@ -188,32 +276,8 @@ class Simulator:
         "oversized" (a valid-looking event of `size_kib`), "bad_json", "bad_base64",
         "odd_bytes" (audio deltas the client must drop), "binary", "unknown_event",
         "drop" (lose the TCP link without a close frame)."""
-        if kind not in INJECTABLE:
-            raise ValueError(f"unknown fault {kind!r}; one of {INJECTABLE}")
         sessions = [s for s in self._sessions if not s.closed]
-        for s in sessions:
-            if kind == "error":
-                s.error(code, f"Simulated {code}.", kind="server_error"
-                        if code == "server_error" else "invalid_request_error")
-                if close_code is not None:
-                    s.close(close_code, code)
-            elif kind == "oversized":
-                s.send_raw('{"type":"response.output_text.delta","delta":"'
-                           + "x" * (size_kib * 1024) + '"}')
-            elif kind == "bad_json":
-                s.send_raw('{"type": "response.output_audio.delta", "delta": ')
-            elif kind in ("bad_base64", "odd_bytes"):
-                delta = "!!not base64!!" if kind == "bad_base64" else "AAAA"  # 3 bytes
-                s.send({"type": "response.output_audio.delta", "response_id": "resp_junk",
-                        "item_id": "item_junk", "output_index": 0, "content_index": 0,
-                        "delta": delta})
-            elif kind == "binary":
-                s.send_raw(b"\x00\x01binary")
-            elif kind == "unknown_event":
-                s.send({"type": "future.event_kind", "detail": "from a newer server"})
-            else:
-                s.drop()
-        return len(sessions)
+        return inject_into(sessions, kind, code=code, close_code=close_code, size_kib=size_kib)
 
     # -- websocket entry ---------------------------------------------------------------------
 
@@ -222,8 +286,11 @@ class Simulator:
         assert request is not None
         headers = {k.lower(): v for k, v in request.headers.raw_items()}
         with self._changed:
-            record = RealtimeConnection(len(self.connections), request.path, headers)
+            index = self.connections.total
+            record = RealtimeConnection.create(index, request.path, headers, self.limits)
             self.connections.append(record)
+            self.version += 1
+            record.version = self.version
             self._changed.notify_all()
         session = RealtimeSession(self, ws, record)
         self._sessions.append(session)
@@ -231,4 +298,4 @@ class Simulator:
             session.serve()
         finally:
             self._sessions.remove(session)
-            self.record(lambda: None)
+            self.record(lambda: None, record)

@@ -32,7 +32,7 @@ class RecordingPlayback:
 
 
 def change(old: State, new: State) -> StateChange:
-    return StateChange(old=old, new=new, detail="test", session_id="s1", at=time.monotonic())
+    return StateChange(old=old, new=new, detail="test", visit_id="s1", at=time.monotonic())
 
 
 def fingerprint(pcm: np.ndarray, segments: int = 20) -> np.ndarray:

@@ -49,15 +49,27 @@ def test_end_fades_out_and_counts_exactly(out):
     assert out.played_ms("a") == 100
 
 
-def test_flush_ramps_to_silence_within_one_block(out):
+def test_flush_ramps_to_silence_within_one_block_and_never_waits(out, monkeypatch):
     out.write("a", np.full(24000, 20000, np.int16).tobytes())
     pull(out, 5)
-    out._flush_req = True  # what flush() asks of the running stream's callback
-    audio = pull(out, 2)
+    monkeypatch.setattr(out, "stream_active", lambda: True)  # as while a stream runs
+    assert out.flush() == 100  # returns at once: what was heard when the patient spoke
+    audio = pull(out, 2)  # the callback does the rest
     assert audio[0] > 15000 and audio[119] < 300  # 5 ms ramp down, then
     assert not np.any(audio[120:])  # silence for the rest of this block and after
-    assert out.flush() == 105  # 100 ms played + the 5 ms fade; the queue is gone
     assert not np.any(pull(out, 3))
+
+
+def test_audio_written_right_after_a_flush_still_plays(out, monkeypatch):
+    out.write("a", np.full(24000, 20000, np.int16).tobytes())
+    pull(out, 5)
+    monkeypatch.setattr(out, "stream_active", lambda: True)
+    out.flush()
+    out.write("b", np.full(4800, 8000, np.int16).tobytes())  # before the callback ran
+    out.end_item("b")
+    audio = pull(out, 12)
+    assert np.count_nonzero(np.abs(audio) > 7000) > 4000  # "b" was not flushed with "a"
+    assert out.played_ms("b") == 200
 
 
 def test_volume_scales_the_answer(out):

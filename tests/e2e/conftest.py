@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from kiosk.audio.virtual import MIC_DEVICE, SPEAKER_DEVICE, VirtualAudio
-from kiosk.sim import Simulator
+from kiosk.sim.remote import SimulatorProcess
 from tests.harness import DaemonProcess, SystemdView
 
 pytestmark = [pytest.mark.e2e, pytest.mark.audio]
@@ -28,8 +28,10 @@ def rig() -> Iterator[VirtualAudio]:
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator() as sim:
+def sim() -> Iterator[SimulatorProcess]:
+    """The simulator in its own process, like the kiosk: neither shares the test's
+    interpreter, threads or pauses with the other."""
+    with SimulatorProcess() as sim:
         yield sim
 
 
@@ -37,7 +39,7 @@ class KioskUnderTest:
     """The daemon as systemd and a patient see it: signals, STATUS=, the log, the audio."""
 
     def __init__(self, proc: DaemonProcess, systemd: SystemdView, rig: VirtualAudio,
-                 sim: Simulator, config: Path, settings: dict[str, Any]):
+                 sim: SimulatorProcess, config: Path, settings: dict[str, Any]):
         self.proc, self.systemd, self.rig, self.sim = proc, systemd, rig, sim
         self.config, self.settings = config, settings
 
@@ -59,7 +61,7 @@ class KioskUnderTest:
 
 
 @pytest.fixture
-def start_kiosk(tmp_path: Path, rig: VirtualAudio, sim: Simulator
+def start_kiosk(tmp_path: Path, rig: VirtualAudio, sim: SimulatorProcess
                 ) -> Iterator[Callable[..., KioskUnderTest]]:
     started: list[tuple[DaemonProcess, SystemdView]] = []
 

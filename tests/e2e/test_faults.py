@@ -17,13 +17,24 @@ def a_turn_works(kiosk) -> None:
     kiosk.wait_state("listening")
 
 
-def test_gateway_503_shows_error_then_works_again(start_kiosk, sim):
+def test_one_503_is_absorbed_in_the_same_press(start_kiosk, sim):
     kiosk = start_kiosk()
+    sim.knobs.gateway_status, sim.knobs.gateway_fail_count = 503, 1
+    kiosk.press()
+    kiosk.wait_state("connecting")
+    kiosk.wait_state("listening")  # retried while connecting: the patient saw no error
+    assert "error" not in kiosk.systemd.states()
+    assert [r.status for r in sim.gateway_requests][-2:] == [503, 200]
+    a_turn_works(kiosk)
+
+
+def test_gateway_503_until_the_give_up_time_shows_error_then_works_again(start_kiosk, sim):
+    kiosk = start_kiosk(gateway={"give_up_s": 2.0})
     sim.knobs.gateway_status = 503
     kiosk.press()
     kiosk.wait_state("connecting")
     _, fields = kiosk.systemd.wait_state("error")
-    assert "unavailable" in fields["STATUS"]
+    assert "unavailable" in fields["STATUS"] and "gave up after" in fields["STATUS"]
     kiosk.proc.wait_for_log(r"ERROR .*503")
     kiosk.wait_state("idle")  # the error is shown, then the kiosk is ready again
     sim.knobs.gateway_status = None
@@ -101,17 +112,29 @@ def test_recoverable_error_events_keep_the_session(start_kiosk, sim, code):
     assert "error" not in kiosk.systemd.states()
 
 
-def test_malformed_and_oversized_messages_are_dropped_not_fatal(start_kiosk, sim):
+def test_malformed_messages_are_dropped_not_fatal(start_kiosk, sim):
     kiosk = start_kiosk()
     kiosk.press()
     kiosk.wait_state("listening")
     for fault in ("bad_json", "bad_base64", "odd_bytes", "binary", "unknown_event"):
         assert sim.inject(fault) == 1
-    assert sim.inject("oversized", size_kib=5000) == 1  # over realtime.max_message_kib
-    kiosk.proc.wait_for_log(r"(dropped|ignored|oversized|too large)")
+    kiosk.proc.wait_for_log(r"dropped a bad message")
     a_turn_works(kiosk)
     assert "error" not in kiosk.systemd.states()
     assert len(sim.connections) == 1  # no reconnect was needed
+
+
+def test_an_oversized_message_is_refused_before_it_is_buffered(start_kiosk, sim):
+    kiosk = start_kiosk()
+    kiosk.press()
+    kiosk.wait_state("listening")
+    assert sim.inject("oversized", size_kib=5000) == 1  # over realtime.max_message_kib
+    kiosk.proc.wait_for_log(r"realtime link lost \(close 1009: a message exceeded "
+                            r"realtime.max_message_kib")
+    kiosk.wait_state("listening")  # reopened
+    a_turn_works(kiosk)
+    assert "error" not in kiosk.systemd.states()
+    assert len(sim.connections) == 2
 
 
 def test_token_rejected_with_close_3000_reconnects_with_a_fresh_grant(start_kiosk, sim):

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from systemd.journal import JournalHandler
 
-from kiosk.service.logs import journal_fields, redact, setup_logging
+from kiosk.service.logs import (
+    flush_logging,
+    journal_fields,
+    output_handler,
+    redact,
+    setup_logging,
+)
 from kiosk.settings import KioskSettings, LoggingSettings
 from kiosk.states import State, StateChange
 
@@ -32,6 +38,12 @@ def stderr_logging(**settings) -> io.StringIO:
     return out
 
 
+def written(out: io.StringIO) -> str:
+    """What the log writer thread has written so far (it writes in the background)."""
+    assert flush_logging()
+    return out.getvalue()
+
+
 def test_no_secret_survives_any_log_call():
     out = stderr_logging()
     log = logging.getLogger("kiosk.session")
@@ -47,7 +59,7 @@ def test_no_secret_survives_any_log_call():
         raise ConnectionError(f"login failed for password={password} token {ek}")
     except ConnectionError:
         log.exception("gateway login failed")
-    text = out.getvalue()
+    text = written(out)
     for secret in SECRETS:
         assert secret not in text
     assert "***" in text and "nurse@example.org" in text
@@ -57,7 +69,7 @@ def test_no_secret_survives_any_log_call():
 def test_stderr_format_has_time_level_state_and_message():
     out = stderr_logging()
     logging.getLogger("kiosk").info("voice-kiosk starting")
-    line = out.getvalue().strip()
+    line = written(out).strip()
     assert line.endswith("INFO    [idle] voice-kiosk starting")
     assert line[:4].isdigit()  # starts with the date
 
@@ -71,23 +83,23 @@ def test_state_changes_are_one_line_each_and_set_the_state_field():
     logging.getLogger("kiosk").info("mic open")
     context.on_state_change(StateChange(State.LISTENING, State.ERROR, "gateway unreachable",
                                         "s-42", at=2.0, error_kind="network"))
-    lines = out.getvalue().splitlines()
+    lines = written(out).splitlines()
     assert lines[0].endswith("INFO    [listening] state listening (was connecting): "
                              "session ready")
     assert lines[1].endswith("[listening] mic open")
     assert "WARNING [error] state error (was listening): gateway unreachable" in lines[2]
     assert context.fields() == {"KIOSK_ID": "bed12", "KIOSK_STATE": "error",
-                                "SESSION_ID": "s-42", "ERROR_KIND": "network"}
+                                "VISIT_ID": "s-42", "ERROR_KIND": "network"}
 
 
 def test_transcripts_only_when_enabled():
     out = stderr_logging(transcripts=False)
     logging.getLogger("kiosk.transcript").info("patient: I need water")
-    assert "water" not in out.getvalue()
+    assert "water" not in written(out)
 
     out = stderr_logging(transcripts=True)  # a reload with transcripts switched on
     logging.getLogger("kiosk.transcript").info("patient: I need water")
-    assert "patient: I need water" in out.getvalue()
+    assert "patient: I need water" in written(out)
 
 
 def test_setup_again_replaces_the_handler_and_applies_the_level():
@@ -96,18 +108,18 @@ def test_setup_again_replaces_the_handler_and_applies_the_level():
     ours = [h for h in logging.getLogger().handlers if getattr(h, "_voice_kiosk_handler", 0)]
     assert len(ours) == 1
     logging.getLogger("kiosk").debug("debug now visible")
-    assert "debug now visible" in out.getvalue()
+    assert "debug now visible" in written(out)
 
     out = stderr_logging(level="warning")
     logging.getLogger("kiosk").info("info now hidden")
-    assert out.getvalue() == ""
+    assert written(out) == ""
 
 
 def test_journal_target_without_journald_falls_back_to_stderr():
     out = io.StringIO()
     setup_logging(LoggingSettings(target="journal"), KioskSettings(id="k"), stream=out,
                   journal_socket=NO_JOURNAL)
-    assert "logging to stderr" in out.getvalue()
+    assert "logging to stderr" in written(out)
 
 
 def test_journal_entries_carry_the_kiosk_fields(tmp_path: Path):
@@ -115,8 +127,7 @@ def test_journal_entries_carry_the_kiosk_fields(tmp_path: Path):
     socket_path.touch()  # only its presence is checked; the entries are captured below
     context = setup_logging(LoggingSettings(target="journal"), KioskSettings(id="bed12"),
                             journal_socket=str(socket_path))
-    handler = next(h for h in logging.getLogger().handlers
-                   if getattr(h, "_voice_kiosk_handler", 0))
+    handler = output_handler()
     assert isinstance(handler, JournalHandler)
     sent: list[dict] = []
     # JournalHandler's documented hook for where entries go (sender_function).
@@ -126,9 +137,10 @@ def test_journal_entries_carry_the_kiosk_fields(tmp_path: Path):
                                         "s-7", at=1.0))
     logging.getLogger("kiosk.session").error("gateway said no to %s", SECRETS[1],
                                              extra={"error_kind": "auth"})
+    assert flush_logging()
     first, second = sent
     assert first["MESSAGE"] == "state connecting (was idle): button pressed"
-    assert (first["KIOSK_ID"], first["KIOSK_STATE"], first["SESSION_ID"]) == \
+    assert (first["KIOSK_ID"], first["KIOSK_STATE"], first["VISIT_ID"]) == \
         ("bed12", "connecting", "s-7")
     assert second["ERROR_KIND"] == "auth" and second["PRIORITY"] == "3"
     assert SECRETS[1] not in repr(sent)

@@ -23,14 +23,14 @@ def samples(path: Path) -> dict[tuple[str, tuple], float]:
     return found
 
 
-def play(metrics: Metrics, *steps: tuple[State, float, str | None], session: str = "s-1"):
+def play(metrics: Metrics, *steps: tuple[State, float, str | None], visit: str = "v-1"):
     old = State.IDLE
     for new, at, kind in steps:
-        metrics.on_state_change(StateChange(old, new, "", session, at, kind))
+        metrics.on_state_change(StateChange(old, new, "", visit, at, kind))
         old = new
 
 
-def test_a_session_in_numbers(tmp_path: Path):
+def test_a_visit_in_numbers(tmp_path: Path):
     path = tmp_path / "voice-kiosk.prom"
     metrics = Metrics(MetricsSettings(textfile=str(path)), "bed12")
     metrics.count_press()
@@ -41,13 +41,14 @@ def test_a_session_in_numbers(tmp_path: Path):
          (State.SPEAKING, 16.5, None), (State.IDLE, 20.0, None))
     metrics.count_press()
     play(metrics, (State.CONNECTING, 30.0, None), (State.ERROR, 31.0, "network"),
-         (State.IDLE, 35.0, None), session="s-2")
+         (State.IDLE, 35.0, None), visit="v-2")
     metrics.count_reconnect()
-    metrics.set_audio_counters(overruns=3, underruns=5)
+    metrics.add_counter("audio_overruns", "Microphone audio lost.", lambda: 3)
+    metrics.add_counter("audio_underruns", "Speaker starved.", lambda: 5)
     assert metrics.write()
 
     got = samples(path)
-    assert got[("voice_kiosk_sessions_total", ())] == 2
+    assert got[("voice_kiosk_visits_total", ())] == 2
     assert got[("voice_kiosk_button_presses_total", ())] == 2
     assert got[("voice_kiosk_reconnects_total", ())] == 1
     assert got[("voice_kiosk_audio_overruns_total", ())] == 3
@@ -63,14 +64,14 @@ def test_a_session_in_numbers(tmp_path: Path):
     assert got[("voice_kiosk_info", (("version", __import__("kiosk").__version__),))] == 1
 
 
-def test_a_reconnect_is_not_a_new_session(tmp_path: Path):
+def test_a_reconnect_is_not_a_new_visit(tmp_path: Path):
     path = tmp_path / "m.prom"
     metrics = Metrics(MetricsSettings(textfile=str(path)), "k")
     play(metrics, (State.CONNECTING, 1.0, None), (State.LISTENING, 1.5, None),
          (State.CONNECTING, 5.0, None), (State.LISTENING, 5.2, None))
     metrics.close()
     got = samples(path)
-    assert got[("voice_kiosk_sessions_total", ())] == 1
+    assert got[("voice_kiosk_visits_total", ())] == 1
     assert math.isclose(got[("voice_kiosk_press_to_listening_last_seconds", ())], 0.5)
 
 
@@ -110,3 +111,14 @@ def test_unwritable_directory_is_reported_not_raised(tmp_path: Path):
     metrics = Metrics(MetricsSettings(textfile=str(tmp_path / "missing" / "m.prom")), "k")
     assert metrics.write() is False
     metrics.close()
+
+
+def test_a_counter_kept_elsewhere_continues_across_a_reload(tmp_path: Path):
+    path = tmp_path / "m.prom"
+    metrics = Metrics(MetricsSettings(textfile=str(path)), "k")
+    first = [7]
+    metrics.add_counter("audio_underruns", "Speaker starved.", lambda: first[0])
+    assert metrics.write()
+    metrics.add_counter("audio_underruns", "Speaker starved.", lambda: 2)  # new streams
+    assert metrics.write()
+    assert samples(path)[("voice_kiosk_audio_underruns_total", ())] == 9  # 7 + 2, not 2

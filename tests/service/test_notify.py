@@ -11,7 +11,7 @@ from kiosk.states import State, StateChange
 
 
 def change(old: State, new: State, detail: str = "", kind: str | None = None) -> StateChange:
-    return StateChange(old=old, new=new, detail=detail, session_id="s-1",
+    return StateChange(old=old, new=new, detail=detail, visit_id="s-1",
                        at=time.monotonic(), error_kind=kind)
 
 

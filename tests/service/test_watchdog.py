@@ -102,7 +102,7 @@ def test_a_hung_controller_loop_stops_the_pings(notify_socket,
     the controller thread (as a stuck LED or sound call would) must silence the watchdog."""
     from kiosk import events as ev
     from kiosk.controller import Controller
-    from kiosk.settings import SessionSettings
+    from kiosk.settings import VisitSettings
 
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
     release = threading.Event()
@@ -114,7 +114,7 @@ def test_a_hung_controller_loop_stops_the_pings(notify_socket,
             release.wait(10)
 
     # No session is started (idle -> error only), so no conversation is needed.
-    controller = Controller(SessionSettings(), conversation=None)  # type: ignore[arg-type]
+    controller = Controller(VisitSettings(), conversation=None)  # type: ignore[arg-type]
     controller.add_observer(StuckObserver())
     controller.start()
     dog = Watchdog(SystemdNotifier("k"), [lambda: controller.alive(max_age_s=0.5)])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kiosk.conversation import RealtimeConversation
+from kiosk.conversation import Conversation
 from kiosk.session.gateway import GatewayClient
 from kiosk.settings import (
     AudioSettings,
@@ -41,9 +41,11 @@ def key_file(sim: Simulator, tmp_path: Path) -> Path:
 def make_settings(sim: Simulator, key_file: Path, *, gateway: dict[str, Any] | None = None,
                   realtime: dict[str, Any] | None = None, audio: dict[str, Any] | None = None,
                   transcripts: bool = False) -> Settings:
-    """Settings for the simulator, with fast retries so failure tests stay short."""
+    """Settings for the simulator, with fast retries and a short give-up time so failure
+    tests stay short."""
     g = GatewaySettings(url=sim.gateway_url, api_key_file=str(key_file), timeout_s=3.0,
-                        retry_initial_s=0.05, retry_max_s=0.3, auth_retry_s=0.5)
+                        retry_initial_s=0.05, retry_max_s=0.3, auth_retry_s=10.0,
+                        give_up_s=1.0)
     r = RealtimeSettings(connect_timeout_s=5.0, reconnect_give_up_s=5.0)
     a = AudioSettings(echo_mode="none")
     return Settings(gateway=replace(g, **(gateway or {})),
@@ -69,29 +71,29 @@ def posted() -> Posted:
     return Posted()
 
 
-Factory = Callable[..., RealtimeConversation]
+Factory = Callable[..., Conversation]
 
 
 @pytest.fixture
 def conversation(sim: Simulator, key_file: Path, audio: FakeAudio,
                  posted: Posted) -> Iterator[Factory]:
-    """conversation(**settings overrides) -> a RealtimeConversation on the fakes; ended after
+    """conversation(**settings overrides) -> a Conversation on the fakes; ended after
     the test."""
-    made: list[RealtimeConversation] = []
+    made: list[Conversation] = []
 
     def factory(gateway_clock: Callable[[], float] | None = None,
-                **overrides: Any) -> RealtimeConversation:
+                **overrides: Any) -> Conversation:
         settings = make_settings(sim, key_file, **overrides)
         gateway = None
         if gateway_clock is not None:
             gateway = GatewayClient(settings.gateway, settings.realtime, clock=gateway_clock)
-        conv = RealtimeConversation(settings, audio, posted, gateway)
+        conv = Conversation(settings, audio, posted, gateway)
         made.append(conv)
         return conv
 
     yield factory
     for conv in made:
-        conv.end("test over")
+        conv.close()
 
 
 @pytest.fixture

@@ -29,6 +29,10 @@ class FakeCapture:
         self.gate_history: list[bool] = []
         self.discarded_by_gate = 0
         self._dropped = 0
+        self._listener: Callable[[], None] | None = None
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        self._listener = listener
 
     def arm(self) -> None:
         with self._cond:
@@ -57,6 +61,9 @@ class FakeCapture:
                 self._frames.append(Frame(pcm[start:start + self.frame].copy(),
                                           time.monotonic()))
             self._cond.notify_all()
+        listener = self._listener
+        if listener is not None and self.armed:
+            listener()
 
     def read_frame(self, timeout_s: float) -> Frame | None:
         with self._cond:

@@ -14,7 +14,8 @@ import pytest
 from kiosk.session.backoff import Backoff
 from kiosk.session.errors import GatewayError
 from kiosk.session.gateway import GatewayClient, parse_grant
-from kiosk.session.http import parse_retry_after, ssl_context
+from kiosk.session.http import parse_retry_after
+from kiosk.session.transport import tls_context
 from kiosk.settings import GatewaySettings, RealtimeSettings
 from kiosk.sim import Simulator
 from tests.harness import ManualClock
@@ -32,7 +33,7 @@ def session_requests(sim: Simulator):
 
 
 def test_api_key_grant_current_form(sim: Simulator, key_file: Path) -> None:
-    grant = client(sim, api_key_file=str(key_file)).create_session()
+    grant = client(sim, api_key_file=str(key_file)).create_grant()
     assert grant.url == sim.realtime_url and grant.model == "gpt-realtime"
     assert grant.token.startswith("ek_") and grant.token_kind == "ephemeral_token"
     assert grant.session_id and grant.conversation_id and not grant.expired()
@@ -43,15 +44,15 @@ def test_api_key_grant_current_form(sim: Simulator, key_file: Path) -> None:
 
 def test_early_form_with_api_key(sim: Simulator, key_file: Path) -> None:
     sim.knobs.response_form = "early"
-    grant = client(sim, api_key_file=str(key_file)).create_session()
+    grant = client(sim, api_key_file=str(key_file)).create_grant()
     assert grant.token.startswith("sk-sim-") and grant.token_kind == "api_key"
 
 
 def test_request_body_and_conversation_carried_over(sim: Simulator, key_file: Path) -> None:
     gw = client(sim, api_key_file=str(key_file), voice="coral", language="de",
                 vad_sensitivity=40, silence_duration_ms=700, adaptive_vad=True)
-    first = gw.create_session()
-    gw.create_session()
+    first = gw.create_grant()
+    gw.create_grant()
     one, two = session_requests(sim)
     assert one.body == {"voice": "coral", "language": "de", "vad_sensitivity": 40,
                         "silence_duration_ms": 700, "adaptive_vad": True}
@@ -60,7 +61,7 @@ def test_request_body_and_conversation_carried_over(sim: Simulator, key_file: Pa
 
 
 def test_configured_conversation_id_is_sent(sim: Simulator, key_file: Path) -> None:
-    grant = client(sim, api_key_file=str(key_file), conversation_id="conv-7").create_session()
+    grant = client(sim, api_key_file=str(key_file), conversation_id="conv-7").create_grant()
     assert session_requests(sim)[0].body == {"conversation_id": "conv-7"}
     assert grant.conversation_id == "conv-7"
 
@@ -69,39 +70,39 @@ def test_credentials_directory_expansion(sim: Simulator, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "gateway-key").write_text(sim.api_key)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    client(sim, api_key_file="${CREDENTIALS_DIRECTORY}/gateway-key").create_session()
+    client(sim, api_key_file="${CREDENTIALS_DIRECTORY}/gateway-key").create_grant()
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     with pytest.raises(GatewayError) as err:
-        client(sim, api_key_file="${CREDENTIALS_DIRECTORY}/gateway-key").create_session()
+        client(sim, api_key_file="${CREDENTIALS_DIRECTORY}/gateway-key").create_grant()
     assert err.value.kind == "config" and "LoadCredential" in err.value.message
 
 
 def test_token_file_is_reread_on_every_request(sim: Simulator, tmp_path: Path) -> None:
     email, password = sim.create_user()
     login = client(sim, email=email, password_file=str(_secret(tmp_path, "pw", password)))
-    login.create_session()
+    login.create_grant()
     tokens = list(sim.accounts.access)
     token_file = _secret(tmp_path, "jwt", tokens[0])
     gw = client(sim, token_file=str(token_file))
-    gw.create_session()
+    gw.create_grant()
     sim.expire_tokens()
     with pytest.raises(GatewayError) as err:
-        gw.create_session()
+        gw.create_grant()
     assert err.value.kind == "auth" and str(token_file) in err.value.message
     # An outside process rotates the file: the next request uses it, no restart.
     login.credential.rejected()
-    login.create_session()
+    login.create_grant()
     token_file.write_text(list(sim.accounts.access)[-1])
-    gw.create_session()
+    gw.create_grant()
 
 
 def test_login_refresh_with_rotation(sim: Simulator, tmp_path: Path) -> None:
     email, password = sim.create_user()
     sim.knobs.access_ttl_s = 1  # shorter than the renewal margin: every request refreshes
     gw = client(sim, email=email, password_file=str(_secret(tmp_path, "pw", password)))
-    gw.create_session()
-    gw.create_session()
-    gw.create_session()
+    gw.create_grant()
+    gw.create_grant()
+    gw.create_grant()
     paths = [r.path for r in sim.gateway_requests]
     assert paths == ["/api/auth/login", "/api/voice/realtime-session", "/api/auth/refresh",
                      "/api/voice/realtime-session", "/api/auth/refresh",
@@ -118,10 +119,10 @@ def test_refused_refresh_falls_back_to_a_fresh_login(sim: Simulator, tmp_path: P
     email, password = sim.create_user()
     sim.knobs.access_ttl_s = 1
     gw = client(sim, email=email, password_file=str(_secret(tmp_path, "pw", password)))
-    gw.create_session()
+    gw.create_grant()
     with sim.accounts.lock:
         sim.accounts.refresh.clear()  # the gateway restarted or revoked the refresh token
-    gw.create_session()
+    gw.create_grant()
     assert [r.status for r in sim.gateway_requests if r.path == "/api/auth/refresh"] == [401]
     assert gw.credential.logins == 2
 
@@ -129,9 +130,9 @@ def test_refused_refresh_falls_back_to_a_fresh_login(sim: Simulator, tmp_path: P
 def test_revoked_access_token_triggers_one_relogin(sim: Simulator, tmp_path: Path) -> None:
     email, password = sim.create_user()
     gw = client(sim, email=email, password_file=str(_secret(tmp_path, "pw", password)))
-    gw.create_session()
+    gw.create_grant()
     sim.expire_tokens()  # access tokens revoked server-side before their time
-    gw.create_session()
+    gw.create_grant()
     assert [r.status for r in session_requests(sim)] == [200, 401, 200]
 
 
@@ -139,7 +140,7 @@ def test_wrong_password_names_the_login(sim: Simulator, tmp_path: Path) -> None:
     email, _ = sim.create_user()
     pw = _secret(tmp_path, "pw", "Xq9-not-the-password")
     with pytest.raises(GatewayError) as err:
-        client(sim, email=email, password_file=str(pw)).create_session()
+        client(sim, email=email, password_file=str(pw)).create_grant()
     assert err.value.kind == "auth" and email in err.value.message
     assert str(pw) in err.value.message
     assert "Xq9-not-the-password" not in err.value.message
@@ -149,7 +150,7 @@ def test_two_factor_account_is_a_config_error(sim: Simulator, tmp_path: Path) ->
     email, password = sim.create_user("2fa@ward.example", requires_2fa=True)
     with pytest.raises(GatewayError) as err:
         client(sim, email=email, password_file=str(_secret(tmp_path, "pw", password))
-               ).create_session()
+               ).create_grant()
     assert err.value.kind == "config" and "gateway.api_key_file" in err.value.message
 
 
@@ -160,14 +161,14 @@ def test_two_factor_account_is_a_config_error(sim: Simulator, tmp_path: Path) ->
 ])
 def test_configuration_errors(sim: Simulator, fields: dict, words: str) -> None:
     with pytest.raises(GatewayError) as err:
-        client(sim, **fields).create_session()
+        client(sim, **fields).create_grant()
     assert err.value.kind == "config" and words in err.value.message
     assert not sim.gateway_requests
 
 
 def test_empty_key_file(sim: Simulator, tmp_path: Path) -> None:
     with pytest.raises(GatewayError) as err:
-        client(sim, api_key_file=str(_secret(tmp_path, "k", "  \n"))).create_session()
+        client(sim, api_key_file=str(_secret(tmp_path, "k", "  \n"))).create_grant()
     assert err.value.kind == "config" and "is empty" in err.value.message
 
 
@@ -176,7 +177,7 @@ def test_empty_key_file(sim: Simulator, tmp_path: Path) -> None:
 def test_status_classification(sim: Simulator, key_file: Path, status: int, kind: str) -> None:
     sim.knobs.gateway_status = status
     with pytest.raises(GatewayError) as err:
-        client(sim, api_key_file=str(key_file)).create_session()
+        client(sim, api_key_file=str(key_file)).create_grant()
     assert err.value.kind == kind and err.value.status == status
     assert sim.api_key not in err.value.message
 
@@ -185,26 +186,28 @@ def test_auth_failure_is_held_until_the_file_changes(sim: Simulator, key_file: P
     clock = ManualClock()
     gw = client(sim, clock, api_key_file=str(key_file), auth_retry_s=300)
     sim.revoke_api_key(sim.api_key)
-    with pytest.raises(GatewayError) as err:
-        gw.create_session()
-    assert gw.retry_delay(err.value) == 300
+    with pytest.raises(GatewayError):
+        gw.create_grant()
     with pytest.raises(GatewayError) as again:
-        gw.create_session()
-    assert "not retried until" in again.value.message
+        gw.create_grant(automatic=True)  # a reconnect nobody asked for: held
+    assert "automatic retries wait" in again.value.message
     assert len(session_requests(sim)) == 1  # the gateway was not asked twice
+    with pytest.raises(GatewayError):
+        gw.create_grant()  # a patient's press always asks
+    assert len(session_requests(sim)) == 2
     clock.advance(301)
     with pytest.raises(GatewayError):
-        gw.create_session()
-    assert len(session_requests(sim)) == 2
+        gw.create_grant(automatic=True)
+    assert len(session_requests(sim)) == 3
     key_file.write_text(sim.create_api_key())  # IT staff fix the file: retried at once
-    gw.create_session()
+    gw.create_grant(automatic=True)
 
 
 def test_network_errors(sim: Simulator, key_file: Path) -> None:
     dead = GatewayClient(GatewaySettings(url="http://127.0.0.1:9", api_key_file=str(key_file),
                                          timeout_s=2), RealtimeSettings())
     with pytest.raises(GatewayError) as err:
-        dead.create_session()
+        dead.create_grant()
     assert err.value.kind == "network" and "cannot reach the gateway" in err.value.message
 
 
@@ -212,17 +215,17 @@ def test_wrong_url_path_is_a_config_error(sim: Simulator, key_file: Path) -> Non
     gw = GatewayClient(GatewaySettings(url=sim.gateway_url + "/v2", api_key_file=str(key_file)),
                        RealtimeSettings())
     with pytest.raises(GatewayError) as err:
-        gw.create_session()
+        gw.create_grant()
     assert err.value.kind == "config" and "404" in err.value.message
 
 
 def test_tls_is_verified_by_default_and_ca_file_checked(tmp_path: Path) -> None:
-    ctx = ssl_context(True, None)
+    ctx = tls_context(GatewaySettings())
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate")
     with pytest.raises(GatewayError) as err:
-        ssl_context(True, str(bad))
+        tls_context(GatewaySettings(ca_file=str(bad)))
     assert err.value.kind == "config" and "gateway.ca_file" in err.value.message
 
 
@@ -253,7 +256,7 @@ def test_https_to_an_untrusted_server_is_refused(sim: Simulator, key_file: Path,
                                        api_key_file=str(key_file), timeout_s=5),
                        RealtimeSettings())
     with pytest.raises(GatewayError) as err:
-        gw.create_session()
+        gw.create_grant()
     listener.close()
     assert err.value.kind == "network" and "gateway.ca_file" in err.value.message
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.conversation import RealtimeConversation
-from kiosk.events import AnswerFinished, Fault, SessionReady
+from kiosk.conversation import Conversation
+from kiosk.events import AnswerFinished, Fault, VisitReady
 from kiosk.sim import Simulator, utterance
 from tests.session.conftest import make_settings
 from tests.session.fakes import FakeAudio, Posted
@@ -38,16 +38,16 @@ def run_session(sim: Simulator, tmp_path: Path, audio: FakeAudio, posted: Posted
     settings = make_settings(sim, tmp_path / "unused", transcripts=transcripts,
                              gateway={"api_key_file": None, "email": email,
                                       "password_file": str(pw)})
-    conv = RealtimeConversation(settings, audio, posted)
+    conv = Conversation(settings, audio, posted)
     conv.start("s1")
-    posted.wait_for(SessionReady)
+    posted.wait_for(VisitReady)
     sim.inject("drop")  # a reconnect: a second grant and token
-    posted.wait_for(SessionReady, count=2)
+    posted.wait_for(VisitReady, count=2)
     audio.capture.speak(utterance())
     posted.wait_for(AnswerFinished)
     sim.knobs.gateway_status = 401
     sim.inject("drop")
-    conv2 = RealtimeConversation(settings, audio, posted)
+    conv2 = Conversation(settings, audio, posted)
     conv.end("done")
     conv2.start("s2")  # and a failure, whose message must not carry secrets either
     posted.wait_for(Fault)

@@ -9,7 +9,7 @@ import pytest
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from kiosk.events import AnswerFinished, AnswerStarted, SessionEnded, SessionReady
+from kiosk.events import AnswerFinished, AnswerStarted, VisitEnded, VisitReady
 from kiosk.session import protocol as p
 from kiosk.settings import RealtimeSettings
 from kiosk.sim import Simulator, speech_like, utterance
@@ -82,7 +82,7 @@ def test_a_whole_session_on_the_wire(sim: Simulator, conversation, audio: FakeAu
     sim.knobs.stream_speed = 1.5
     conv = conversation(realtime={"interrupt_response": False})
     conv.start("s1")
-    posted.wait_for(SessionReady)
+    posted.wait_for(VisitReady)
     audio.capture.speak(utterance())
     started = posted.wait_for(AnswerStarted)
     sim.wait_for(lambda: audio.playback.played_ms(started.item_id) >= 100)
@@ -102,7 +102,7 @@ def test_a_whole_session_on_the_wire(sim: Simulator, conversation, audio: FakeAu
         sim.inject("error", code=code)
     sim.inject("bad_base64")
     sim.knobs.session_max_s = 0.1
-    posted.wait_for(SessionEnded)
+    posted.wait_for(VisitEnded)
 
     sent = check(CLIENT, conn.client_events)
     assert {"session.update", "input_audio_buffer.append", "conversation.item.truncate",
@@ -123,29 +123,39 @@ def test_a_whole_session_on_the_wire(sim: Simulator, conversation, audio: FakeAu
 def test_simulator_answers_to_other_client_events(sim: Simulator, key_file) -> None:
     """Events the kiosk does not send but a compatible client may: the simulator's answers
     still follow the official types."""
+    import asyncio
+
     from kiosk.session.gateway import GatewayClient
-    from kiosk.session.realtime import RealtimeClient, RealtimeHandler
+    from kiosk.session.link import Link
+    from kiosk.session.protocol import user_audio_item
     from kiosk.settings import GatewaySettings
 
-    grant = GatewayClient(GatewaySettings(url=sim.gateway_url, api_key_file=str(key_file)),
-                          RealtimeSettings()).create_session()
-    client = RealtimeClient(grant, RealtimeSettings(), RealtimeHandler())
-    client.connect()
+    gateway = GatewaySettings(url=sim.gateway_url, api_key_file=str(key_file))
+    grant = GatewayClient(gateway, RealtimeSettings()).create_grant()
+
+    async def scenario() -> None:
+        link = Link(grant, RealtimeSettings(), gateway, None)
+        await link.open()
+        await link.append_audio(b"\x00\x00" * 4800)  # 200 ms of silence
+        for event in ({"type": "input_audio_buffer.commit"},
+                      {"type": "input_audio_buffer.commit"},  # now empty: an error
+                      {"type": "input_audio_buffer.clear"},
+                      {"type": "conversation.item.create",
+                       "item": {"type": "message", "role": "user",
+                                "content": [{"type": "input_text", "text": "hello"}]}},
+                      {"type": "response.create"},
+                      {"type": "response.create"},  # one is active: an error
+                      {"type": "conversation.item.truncate", "item_id": "item_nope",
+                       "content_index": 0, "audio_end_ms": 10},
+                      # how the kiosk asks a question again on a new link
+                      user_audio_item(b"\x00\x00" * 2400)):
+            await link.send(event)
+        while (await link.recv())["type"] != "response.done":
+            pass
+        await link.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
     conn = sim.last_connection
-    client.append_audio(b"\x00\x00" * 4800)  # 200 ms of silence
-    for event in ({"type": "input_audio_buffer.commit"},
-                  {"type": "input_audio_buffer.commit"},  # now empty: an error
-                  {"type": "input_audio_buffer.clear"},
-                  {"type": "conversation.item.create",
-                   "item": {"type": "message", "role": "user",
-                            "content": [{"type": "input_text", "text": "hello"}]}},
-                  {"type": "response.create"},
-                  {"type": "response.create"},  # one is active: an error
-                  {"type": "conversation.item.truncate", "item_id": "item_nope",
-                   "content_index": 0, "audio_end_ms": 10}):
-        client.send(event)
-    sim.wait_for(lambda: "response.done" in conn.server_types(), 10)
-    client.close()
     check(CLIENT, conn.client_events)
     received = check(SERVER, conn.server_events)
     assert {"input_audio_buffer.committed", "input_audio_buffer.cleared", "error",

@@ -16,11 +16,26 @@ import websocket
 
 from kiosk.sim import Simulator
 
+UNKNOWN_EVENT = "future.event_kind"
+"""What inject("unknown_event") sends: not an official type, on purpose."""
+
+
+def assert_official(sim: Simulator) -> None:
+    """Every event the simulator sent on every connection it still remembers validates
+    against the openai package's GA server event types (strictly, no undeclared fields)."""
+    from tests.session.test_wire_types import SERVER, check
+
+    for conn in sim.connections:
+        check(SERVER, [e for e in conn.server_events if e["type"] != UNKNOWN_EVENT])
+
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
+    """A running simulator; whatever a test made it send is checked against the official
+    event types afterwards."""
     with Simulator() as s:
         yield s
+    assert_official(s)
 
 
 def post(sim: Simulator, path: str, body: dict[str, Any],
@@ -53,11 +68,12 @@ def grant(sim: Simulator) -> dict[str, Any]:
 class Peer:
     """A bare websocket-client connection: sends dicts, reads raw events."""
 
-    def __init__(self, url: str, token: str | None, headers: list[str] | None = None) -> None:
+    def __init__(self, url: str, token: str | None, headers: list[str] | None = None, *,
+                 model: str = "gpt-realtime") -> None:
         head = list(headers or [])
         if token:
             head.append(f"Authorization: Bearer {token}")
-        self.ws = websocket.create_connection(url + "?model=gpt-realtime", timeout=5,
+        self.ws = websocket.create_connection(f"{url}?model={model}", timeout=5,
                                               header=head, suppress_origin=True)
         self.close_code: int | None = None
 
