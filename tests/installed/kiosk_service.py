@@ -41,7 +41,8 @@ PINS_SOCKET = "/var/lib/voice-kiosk/rig-pins.sock"  # in the unit's writable Sta
 PINS_DROPIN = "/etc/systemd/system/voice-kiosk.service.d/rig-pins.conf"
 BUTTON_PIN, LED_PIN = 17, 18  # the example configuration's pins
 GATEWAY_UNIT = "rig-gateway"
-GATEWAY_INFO = f"{RIG_DIR}/gateway.json"
+GATEWAY_PORT = 8780  # and 8781 for its realtime side; a fresh container has both free
+GATEWAY_KEY = f"{RIG_DIR}/gateway-api-key"  # written by the simulator once it listens
 SIM_F0_HZ = 220.0  # the simulator's answer voice (python -m kiosk.sim --f0-hz default)
 
 T = TypeVar("T")
@@ -120,14 +121,17 @@ def setup_rig_pins(box: Container) -> None:
 
 def start_gateway(box: Container) -> dict[str, str]:
     """The built-in simulator as the hospital's gateway: a separate process on the
-    container's loopback, started like any other service. Returns its URLs and API key."""
+    container's loopback at fixed ports, started like any other service. Returns its URL
+    and an API key it accepts (which it writes once it listens)."""
     box.run(["install", "-d", "-m", "0700", RIG_DIR], check=True)
-    box.run(["rm", "-f", GATEWAY_INFO], check=True)
+    box.run(["rm", "-f", GATEWAY_KEY], check=True)
     box.run(["systemd-run", f"--unit={GATEWAY_UNIT}", "--property=Type=exec",
              "--description=Simulated voice gateway (voice-kiosk test rig)", VENV_PYTHON,
-             "-m", "kiosk.sim", "--info-file", GATEWAY_INFO], check=True)
-    wait_until(lambda: box.exists(GATEWAY_INFO), 30, "the simulated gateway to listen")
-    return json.loads(box.read(GATEWAY_INFO))
+             "-m", "kiosk.sim", "--gateway-port", str(GATEWAY_PORT), "--realtime-port",
+             str(GATEWAY_PORT + 1), "--api-key-file", GATEWAY_KEY], check=True)
+    wait_until(lambda: box.exists(GATEWAY_KEY), 30, "the simulated gateway to listen")
+    return {"gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}",
+            "api_key": box.read(GATEWAY_KEY).strip()}
 
 
 def install_key(box: Container, key: str) -> None:

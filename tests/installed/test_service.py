@@ -33,7 +33,7 @@ from tests.installed.kiosk_service import (
     say,
     wait_until,
 )
-from tests.installed.rig import Container, Result
+from tests.installed.rig import REPO, Container, Result
 
 pytestmark = pytest.mark.installed
 
@@ -47,6 +47,16 @@ def visit_states(states: list[str], *wanted: str) -> bool:
     """Whether `wanted` appear in this order within `states` (others may come between)."""
     it = iter(states)
     return all(state in it for state in wanted)
+
+
+def documented_visit_field() -> str:
+    """The journal field for the current visit, as the README's "Logs (journal)" table
+    names it (the row about the current conversation or visit)."""
+    table = re.findall(r"(?m)^\| `([A-Z_]+)`\s*\|([^|]*)\|", (REPO / "README.md").read_text())
+    fields = [name for name, meaning in table
+              if re.search(r"current (conversation|visit)", meaning)]
+    assert len(fields) == 1, f"README's journal table: {table}"
+    return fields[0]
 
 
 def timespan_s(value: str) -> float:
@@ -276,8 +286,8 @@ def test_broken_config_is_rejected_on_reload(gateway: dict[str, str], service: S
 def test_journal_entries_carry_the_kiosk_fields(gateway: dict[str, str], box: Container,
                                                 service: Service) -> None:
     """`journalctl -u voice-kiosk -o json`: every kiosk line names the kiosk and its state,
-    a visit's lines its SESSION_ID, an error's its ERROR_KIND (here: gateway unreachable),
-    so the README's `journalctl ... ERROR_KIND=network` finds it."""
+    a visit's lines the visit's id (the field the README documents), an error's its
+    ERROR_KIND (here: gateway unreachable); the README's `journalctl` filters find them."""
     fresh_start(service)
     after = service.cursor()
     service.press()
@@ -292,8 +302,14 @@ def test_journal_entries_carry_the_kiosk_fields(gateway: dict[str, str], box: Co
     for entry in entries:
         assert entry.fields.get("KIOSK_ID") == KIOSK_ID, entry.fields
         assert entry.fields.get("KIOSK_STATE") in (*STATES, "stopping"), entry.fields
+    # The per-visit field, by the name the README's journal table gives it.
+    field = documented_visit_field()
     visit = [e for e in entries if e.state_change in ("listening", "thinking", "speaking")]
-    assert visit and all(e.fields.get("SESSION_ID") for e in visit), visit
+    assert visit and all(e.fields.get(field) for e in visit), \
+        f"README documents {field}; a visit's lines carry: {sorted(visit[0].fields)}"
+    one = box.run(["journalctl", "-u", UNIT, f"{field}={visit[0].fields[field]}", "-o", "cat",
+                   "--no-pager"], check=True).stdout
+    assert "state listening" in one, one
     errors = [e for e in entries if e.fields.get("ERROR_KIND")]
     assert any(e.fields["ERROR_KIND"] == "network" for e in errors), \
         [e.message for e in entries]
