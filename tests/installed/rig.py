@@ -10,9 +10,9 @@ as PID 1 managing the kiosk's real unit. `systemd-nspawn` boots one here from a 
         box.run(["systemctl", "is-system-running"])
         box.run(["bash", "-c", "..."], user="pi")
 
-Everything the rig starts is tracked by PID and stopped by PID: the nspawn process (which
-takes the whole container with it) and then its directory, also when a test fails; a sweep
-at start removes containers whose test run died without cleaning up.
+Everything the rig starts is tracked by PID and stopped by PID (its commands inside, the
+nspawn process, the container's PID 1), then its directory is removed, also when a test
+fails; a sweep at start removes containers whose test run died without cleaning up.
 
 Why not machinectl or `systemd-run -M`: both need systemd as the host's PID 1, which this
 machine (and CI) does not have. Commands run inside through `nsenter --all` on the
@@ -35,7 +35,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -202,7 +202,6 @@ class RootfsRecipe:
     ca_files: tuple[Path, ...] = ()
     sources: tuple[Path, ...] = ()
     mirror: str = DEFAULT_MIRROR
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def default(cls) -> RootfsRecipe:
@@ -217,8 +216,7 @@ class RootfsRecipe:
     def key(self) -> str:
         digest = hashlib.sha256()
         digest.update(MKROOTFS.read_bytes())
-        digest.update(json.dumps([self.include, self.prefetch, self.mirror,
-                                  sorted(self.extra.items())]).encode())
+        digest.update(json.dumps([self.include, self.prefetch, self.mirror]).encode())
         for path in (*self.ca_files, *self.sources):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
         return digest.hexdigest()[:16]
@@ -249,6 +247,7 @@ def ensure_rootfs(priv: Privileges, recipe: RootfsRecipe | None = None,
 
 def _build_rootfs(priv: Privileges, recipe: RootfsRecipe, tarball: Path) -> None:
     require_tools()
+    partial = tarball.with_name(tarball.name + ".partial")
     work = _new_machine_dir(priv, "build")
     root = work / "root"
     try:
@@ -257,13 +256,13 @@ def _build_rootfs(priv: Privileges, recipe: RootfsRecipe, tarball: Path) -> None
                   " ".join(recipe.prefetch),
                   str(HOST_CA_DIR) if recipe.ca_files else "",
                   *map(str, recipe.sources)], timeout=900)
-        partial = tarball.with_suffix(".partial")
         with open(partial, "wb") as out:
             # The user running the tests owns the tarball; root only reads the tree.
             priv.run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-I",
                       "zstd -T0 -3", "-cf", "-", "."], stdout=out, timeout=600)
         partial.rename(tarball)
     finally:
+        partial.unlink(missing_ok=True)
         _remove_machine_dir(priv, work)
 
 
