@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
 import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -345,15 +346,14 @@ def record_speaker(box: Container) -> Iterator[list[np.ndarray]]:
         yield out
     finally:
         box.run(["sh", "-c", f'kill -INT "$(cat {pidfile})"; rm -f {pidfile}'])
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-        finally:
-            if proc.poll() is None:
-                box._kill_group(proc)
-                proc.wait(timeout=10)
-            reader.join(10)
-        out.append(np.frombuffer(b"".join(chunks)[: len(b"".join(chunks)) // 2 * 2],
-                                 dtype=np.int16))
+        if proc.poll() is None:
+            box.kill_command(proc)
+            proc.wait(timeout=10)
+        reader.join(10)
+        data = b"".join(chunks)
+        out.append(np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16))
 
 
 @dataclass

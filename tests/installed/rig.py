@@ -589,13 +589,13 @@ class Container:
         try:
             out, err = proc.communicate(data, timeout=timeout)
         except subprocess.TimeoutExpired:
-            self._kill_group(proc)
+            self.kill_command(proc)
             out, err = proc.communicate()
             raise RigError(f"in the container, {' '.join(cmd)!r} did not finish within "
                            f"{timeout:g} s:\n--- stdout\n{_tail(out)}\n--- stderr\n"
                            f"{_tail(err)}") from None
         except BaseException:  # a test's timeout or Ctrl-C: leave nothing running inside
-            self._kill_group(proc)
+            self.kill_command(proc)
             proc.wait(timeout=30)
             raise
         result = Result(list(cmd), proc.returncode, out.decode(errors="replace"),
@@ -613,8 +613,9 @@ class Container:
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
 
-    def _kill_group(self, proc: subprocess.Popen[bytes]) -> None:
-        """Kill a host-side command and what it started (its own process group)."""
+    def kill_command(self, proc: subprocess.Popen[bytes]) -> None:
+        """Kill a command started by `run` or `popen`, and what it started inside (all in
+        its own process group)."""
         if self.priv.is_root:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
