@@ -50,8 +50,9 @@ T = TypeVar("T")
 
 
 def wait_until(probe: Callable[[], T | None], timeout_s: float, what: str,
-               interval_s: float = 0.1) -> T:
-    """Poll `probe` until it returns something truthy; fail saying what did not happen."""
+               interval_s: float = 0.1, *, show: Callable[[], object] | None = None) -> T:
+    """Poll `probe` until it returns something truthy; fail saying what did not happen
+    (and what `show` says about the situation then)."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while time.monotonic() < deadline:
@@ -59,8 +60,9 @@ def wait_until(probe: Callable[[], T | None], timeout_s: float, what: str,
         if last:
             return last
         time.sleep(interval_s)
+    seen = show() if show else last
     raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what} "
-                         f"(last seen: {last!r})")
+                         f"(last seen: {seen!r})")
 
 
 # -- as a user on the Pi -----------------------------------------------------------------------

@@ -235,8 +235,13 @@ def test_reload_applies_led_pattern_and_the_button_still_works(gateway: dict[str
     which like lgpio's is dead once closed): a new idle pattern applies on `systemctl
     reload`, and the button then starts a visit."""
     fresh_start(service)
+
+    def led() -> str:
+        return f"{service.pins(f'get {LED_PIN}')}, changes in the last 2 s: " \
+               f"{service.pin_history(LED_PIN, 2.0)}, STATUS {service.status_text()!r}"
+
     wait_until(lambda: service.pin_value(LED_PIN) == 0.0, 10,
-               "the single LED to be off in idle (the default `dim` pattern)")
+               "the single LED to be off in idle (the default `dim` pattern)", show=led)
     pid = service.show("MainPID")["MainPID"]
     after = service.cursor()
     service.edit_config(gpio={"led_patterns": {"idle": {"mode": "on"}}})
@@ -244,9 +249,10 @@ def test_reload_applies_led_pattern_and_the_button_still_works(gateway: dict[str
     service.wait_message(r"configuration reloaded", after)
     assert service.show("MainPID")["MainPID"] == pid  # a reload, not a restart
     wait_until(lambda: service.pin_value(LED_PIN) == 1.0, 10,
-               "the LED to light steadily in idle after the reload")
+               "the LED to light steadily in idle after the reload", show=led)
     wait_until(lambda: service.pin_value(LED_PIN) == 1.0
-               and not service.pin_history(LED_PIN, 1.0), 10, "the LED to stay on (1 s)")
+               and not service.pin_history(LED_PIN, 1.0), 10, "the LED to stay on (1 s)",
+               show=led)
     # The patient presses the real button: the pin is low while it is held (pull-up
     # wiring). A short press counts when the button is let go.
     pressed = service.cursor()
