@@ -66,9 +66,10 @@ class Kiosk:
     def post(self, event: ev.Event) -> bool:
         return self.controller.post(event)
 
-    def press(self, event: ev.ButtonPressed) -> bool:
+    def press(self, event: ev.Event) -> None:
+        """A press from the button, the assistive switch or SIGUSR1: counted, then posted."""
         self.metrics.count_press()
-        return self.post(event)
+        self.post(event)
 
     def _on_audio(self, what: str, message: str) -> None:
         if what == "lost":

@@ -245,7 +245,7 @@ class _Checker:
         keys = list(meta.get("keys", ()))
         for k_node, v_node in self._pairs(node, f"{path}.", keys):
             sub = f"{path}.{k_node.value}"
-            if dataclasses.is_dataclass(value_tp):
+            if isinstance(value_tp, type) and dataclasses.is_dataclass(value_tp):
                 out[k_node.value] = self.build_dataclass(value_tp, v_node, sub, k_node)
             else:
                 ok, value = self.check(v_node, value_tp, meta, sub)

@@ -8,6 +8,7 @@ SIGUSR1 is a short button press (`systemctl kill -s USR1 voice-kiosk`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -62,7 +63,7 @@ class Daemon:
 
         for sig, request in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"),
                              (signal.SIGHUP, "reload"), (signal.SIGUSR1, "press")):
-            signal.signal(sig, lambda _s, _f, r=request: self.requests.put(r))
+            signal.signal(sig, functools.partial(self._on_signal, request))
         # The kernel may hand a signal to any of the kiosk's threads; only the main thread
         # runs Python's handlers, and a main thread blocked in a queue would not notice. The
         # C-level handler also writes to this pipe, which wakes the main thread wherever the
@@ -86,6 +87,9 @@ class Daemon:
         finally:
             watchdog.stop()
             self.metrics.close()
+
+    def _on_signal(self, request: str, signum: int, frame: object) -> None:
+        self.requests.put(request)  # SimpleQueue.put is reentrant: safe in a handler
 
     def _serve(self) -> int:
         while True:

@@ -73,8 +73,11 @@ class PlaybackPort(Protocol):
 
 
 class AudioPort(Protocol):
-    capture: CapturePort
-    playback: PlaybackPort
+    @property
+    def capture(self) -> CapturePort: ...
+
+    @property
+    def playback(self) -> PlaybackPort: ...
 
     def alive(self) -> bool:
         """Streams open and their callbacks running (for the systemd watchdog)."""

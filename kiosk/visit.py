@@ -134,9 +134,7 @@ def close_outcome(code: int | None, expired: bool,
     if expired or code == p.CLOSE_SESSION_EXPIRED:
         return ev.VisitEnded("session_expired")
     if code == p.CLOSE_BAD_REQUEST:
-        said = f" ({last_error[0]}: {last_error[1]})" if last_error else ""
-        return ev.Fault("protocol", f"realtime service rejected the kiosk's requests (close "
-                                    f"4000){said}; update voice-kiosk or check realtime.url")
+        return ev.Fault(*p.rejection_advice(code, last_error))
     if code == p.CLOSE_NORMAL:
         return ev.VisitEnded("closed by the service")
     return None

@@ -2,7 +2,7 @@
 # Set up a checkout on a fresh Debian 12 / Raspberry Pi OS machine and run something in it.
 #
 #   bash systemd/bootstrap.sh demo [ARGS]   watch the kiosk work (built-in simulator, mock GPIO)
-#   bash systemd/bootstrap.sh test [ARGS]   ruff, then the whole test suite (pytest ARGS)
+#   bash systemd/bootstrap.sh test [ARGS]   ruff, mypy, then the whole test suite (pytest ARGS)
 #   bash systemd/bootstrap.sh bench         the audio and end-to-end benchmarks
 #   bash systemd/bootstrap.sh venv          only install packages and the .venv
 #
@@ -65,6 +65,7 @@ case "$what" in
     demo) exec .venv/bin/voice-kiosk demo "$@" ;;
     test)
         .venv/bin/ruff check kiosk tests bench
+        .venv/bin/mypy  # configured in pyproject.toml: strict on the conversation's core
         exec .venv/bin/python -m pytest "$@" ;;
     bench)  # both always run; the exit code says whether every target was met
         status=0

@@ -115,7 +115,7 @@ class Recorder:
     def _read(self) -> None:
         assert self._proc.stdout is not None
         while True:
-            chunk = self._proc.stdout.read1(4800)
+            chunk = self._proc.stdout.read1(4800)  # type: ignore[attr-defined]  # BufferedReader
             if not chunk:
                 return
             self._chunks.append(chunk)

@@ -90,6 +90,8 @@ class _Driver:
 
 class _SingleDriver(_Driver):
     # A plain LED on one pin can only be on or off: dim is off, pulse is a slow blink.
+    device: LED
+
     def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
         self.device = LED(gpio.led_pin, active_high=gpio.led_active_high, pin_factory=factory)
 
@@ -116,6 +118,8 @@ class _SingleDriver(_Driver):
 
 class _PwmDriver(_Driver):
     # brightness sets the steady level (on, dim); gpiozero's blink and pulse go to full.
+    device: PWMLED
+
     def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
         self.device = PWMLED(gpio.led_pin, active_high=gpio.led_active_high,
                              pin_factory=factory)
@@ -140,6 +144,8 @@ class _PwmDriver(_Driver):
 
 class _RgbDriver(_Driver):
     # The pattern's colour scaled by its brightness is "lit", in every mode.
+    device: RGBLED
+
     def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
         red, green, blue = gpio.rgb_pins
         self.device = RGBLED(red, green, blue, active_high=gpio.led_active_high, pwm=True,
@@ -206,7 +212,9 @@ class StatusLight:
 
     Switching state stops the running pattern (gpiozero's blink thread or our double-blink
     thread) before the next starts, so exactly one pattern runs and :meth:`show` returns
-    within milliseconds. Calls may come from any thread.
+    within milliseconds. Calls may come from any thread. As a controller observer the light
+    only notes the newest state: a thread of its own shows it, so the state machine never
+    waits on a pin write or on a blink thread to stop.
 
     :param gpio:
         The `gpio` settings. Read: `led_kind`, `led_pin` (single, pwm), `rgb_pins` (red,
@@ -231,6 +239,9 @@ class StatusLight:
         self._state: State | None = None
         self._closed = False
         self._driver = _DRIVERS[gpio.led_kind](gpio, factory)
+        self._wanted: State | None = None  # the newest state the controller announced
+        self._wake = threading.Event()
+        self._shower: threading.Thread | None = None
 
     @property
     def state(self) -> State | None:
@@ -243,8 +254,21 @@ class StatusLight:
         return self._driver.device
 
     def on_state_change(self, change: StateChange) -> None:
-        """Observer hook: show the new state."""
-        self.show(change.new)
+        """Observer hook: show the new state (on the light's own thread; returns at once)."""
+        self._wanted = change.new  # one reference: the shower takes the newest
+        if self._shower is None and not self._closed:
+            self._shower = threading.Thread(target=self._show_wanted, name="status-light",
+                                            daemon=True)
+            self._shower.start()
+        self._wake.set()
+
+    def _show_wanted(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            state = self._wanted
+            if state is not None and not self._closed:
+                self.show(state)
 
     def show(self, state: State | str) -> None:
         """Replace whatever the light is doing with `state`'s pattern.
@@ -280,6 +304,10 @@ class StatusLight:
             self._closed = True
             self._stop_sequence()
             self._driver.close()
+        shower, self._shower = self._shower, None
+        if shower is not None:
+            self._wake.set()
+            shower.join(2.0)
 
     def __enter__(self) -> StatusLight:
         return self

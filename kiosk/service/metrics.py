@@ -228,14 +228,14 @@ class Metrics:
             out.append(Family(f"{PREFIX}_part_ok", "gauge",
                               "1 while a part (microphone, speaker, gpio) works, else 0.",
                               [({**k, "part": part}, 1 if ok else 0) for part, ok in health]))
-        for (name, doc), (last, pct) in zip((
+        for (name, doc), (latest, pct) in zip((
                 ("press_to_listening", "Button press to listening"),
                 ("answer_latency", "End of speech (thinking) to first answer audio (speaking)"),
         ), latencies, strict=True):
-            for stat, value in (("last", last), ("p95", pct)):
+            for stat, seconds in (("last", latest), ("p95", pct)):
                 out.append(Family(f"{PREFIX}_{name}_{stat}_seconds", "gauge",
                                   f"{doc}, {stat}, seconds (NaN before the first).",
-                                  [(k, value)]))
+                                  [(k, seconds)]))
         now = time.time()
         out.append(Family(f"{PREFIX}_start_time_seconds", "gauge",
                           "Unix time the daemon started.", [(k, self._started)]))

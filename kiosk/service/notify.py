@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import time
 
+import systemd.daemon as daemon
+
 from kiosk.states import StateChange
-from systemd import daemon
 
 # systemd shows STATUS= in one line of `systemctl status`; longer text only gets cut there.
 STATUS_MAX_CHARS = 200

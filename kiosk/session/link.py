@@ -291,6 +291,9 @@ class Link:
 
 
 def _close_error(code: int | None, reason: str, error: tuple[str, str] | None) -> LinkError:
+    if code == p.CLOSE_BAD_REQUEST:
+        kind, message = p.rejection_advice(code, error)
+        return LinkError(kind, message, close_code=code)
     said = f" after error {error[0]}: {error[1]}" if error else ""
     meaning = p.CLOSE_MEANINGS.get(code or 0, f"closed with code {code}" if code else reason)
     kind = {p.CLOSE_AUTH: "auth", p.CLOSE_BAD_REQUEST: "protocol",

@@ -58,6 +58,7 @@ ERROR_ACTIONS: dict[str, str] = {
     "conversation_already_has_active_response": "ignore",
     "invalid_api_key": "auth",  # a close 3000 follows
     "beta_api_shape_disabled": "protocol",  # a close 4000 follows
+    "model_not_found": "protocol",  # the model asked for is not (or no longer) offered
     "invalid_value": "warn",
     "unknown_parameter": "warn",
 }
@@ -195,7 +196,8 @@ def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings) -> 
     voice = realtime.voice or vc.get("voice")
     if voice in REALTIME_VOICES:
         audio_out["voice"] = voice
-    elif voice:
+    elif voice and voice not in _warned_voices:
+        _warned_voices.add(voice)  # once per run, not at every link
         log.warning("voice %r from the gateway is not a realtime voice; using the service's "
                     "default (set realtime.voice to choose one)", voice)
     session: dict[str, Any] = {"type": "realtime", "output_modalities": ["audio"],
@@ -206,6 +208,22 @@ def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings) -> 
     if instructions:
         session["instructions"] = instructions
     return _event("session.update", session=session)
+
+
+_warned_voices: set[str] = set()
+
+
+def rejection_advice(code: int | None, error: tuple[str, str] | None) -> tuple[str, str]:
+    """(fault kind, what to tell IT staff) when the service closed the link with 4000 (or an
+    error that comes before it): a model it does not offer is a setting to change, anything
+    else is a protocol the kiosk does not speak."""
+    said = f" ({error[0]}: {error[1]})" if error else ""
+    if error is not None and error[0] == "model_not_found":
+        return "config", (f"the realtime service does not offer the model asked for{said}; "
+                          "set realtime.model to one it has (the gateway's default may be a "
+                          "retired model)")
+    return "protocol", (f"realtime service rejected the kiosk's requests (close {code}){said}; "
+                        "update voice-kiosk or check realtime.url")
 
 
 _TD_KEYS = {
@@ -229,7 +247,8 @@ def _turn_detection(td: Any, realtime: RealtimeSettings) -> dict[str, Any]:
 
 def error_summary(event: dict[str, Any]) -> tuple[str, str]:
     """(code, message) of an `error` event, tolerant of missing fields."""
-    err = event.get("error") if isinstance(event.get("error"), dict) else {}
+    found = event.get("error")
+    err: dict[str, Any] = found if isinstance(found, dict) else {}
     code = err.get("code") or err.get("type") or "unknown"
     message = err.get("message") or ""
     return str(code), str(message)[:300]

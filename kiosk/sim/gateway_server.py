@@ -55,7 +55,7 @@ class GatewayServer(ThreadingHTTPServer):
             return  # the client refused our certificate, or spoke plain HTTP
         try:
             wrapped.settimeout(None)
-            self.RequestHandlerClass(wrapped, client_address, self)
+            self.RequestHandlerClass(wrapped, client_address, self)  # type: ignore[arg-type]
         finally:
             wrapped.close()
 

@@ -102,10 +102,15 @@ class SimKnobs:
     drop_after_events: int | None = None
     """Drop the next connection's TCP link (no close frame) after it sent this many events.
     One-shot: reset to None when it fires."""
+    drop_before_answer: bool = False
+    """Drop the TCP link (no close frame) right after the next speech_stopped, before any
+    answer: the question is lost with the link. One-shot: reset to False when it fires."""
     session_max_s: float | None = None
     """Send error session_expired then close 1001 this long after a connection opened."""
     beta_names: bool = False
     """Send beta event names (response.audio.delta ...) like an older compatible server."""
+    answer_delay_s: float = 0.0
+    """How long the service thinks after response.created before the first answer audio."""
     answer_s: float = 1.5
     """Length of each spoken answer, seconds."""
     voice_f0_hz: float = 220.0

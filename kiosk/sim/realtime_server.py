@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import socket
 import threading
@@ -169,7 +170,7 @@ class RealtimeSession:
                 continue
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
-                self._record(lambda c=code: setattr(self.rec, "close_code", c))
+                self._record(functools.partial(setattr, self.rec, "close_code", code))
                 return
             self._handle(message)
             drop_after = self.sim.knobs.drop_after_events
@@ -261,6 +262,10 @@ class RealtimeSession:
                    "item_id": item})
         now = time.monotonic()
         self._record(lambda: self.rec.speech_stopped_at.append(now))
+        if self.sim.knobs.drop_before_answer:
+            self.sim.knobs.drop_before_answer = False  # one-shot
+            self.drop()
+            return
         self._commit(item)
         if td.get("create_response", True) and self.response is None:
             self._respond()
@@ -287,7 +292,8 @@ class RealtimeSession:
         k = self.sim.knobs
         response = Response(self.send, answer_s=k.answer_s, f0_hz=k.voice_f0_hz,
                             speed=k.stream_speed, chunk_ms=k.chunk_ms, text=k.answer_text,
-                            previous_item_id=self.last_item, on_finished=self._finished)
+                            previous_item_id=self.last_item, on_finished=self._finished,
+                            delay_s=k.answer_delay_s)
         self.response = response
         self.responses[response.item_id] = response
         self.last_item = response.item_id
@@ -348,6 +354,10 @@ class RealtimeSession:
     def _item_create(self, event: dict[str, Any]) -> None:
         item = dict(event.get("item") or {})
         item.setdefault("id", new_id("item"))
+        if isinstance(item.get("content"), list):
+            # Like the service: the item comes back without the audio it carried.
+            item["content"] = [{**part, "audio": None} if part.get("type") == "input_audio"
+                               else part for part in item["content"] if isinstance(part, dict)]
         self.send({"type": "conversation.item.added", "previous_item_id": self.last_item,
                    "item": item})
         self.last_item = item["id"]

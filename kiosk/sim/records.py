@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 
@@ -171,7 +171,7 @@ class RealtimeConnection:
 
     @classmethod
     def create(cls, index: int, path: str, headers: dict[str, str],
-               limits: Limits) -> RealtimeConnection:
+               limits: Limits) -> Self:
         """A record whose lists follow `limits`."""
         record = cls(index, path, headers)
         for name in LOG_FIELDS:

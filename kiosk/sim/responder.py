@@ -26,7 +26,7 @@ class Response:
 
     def __init__(self, send: Send, *, answer_s: float, f0_hz: float, speed: float,
                  chunk_ms: int, text: str, previous_item_id: str | None,
-                 on_finished: Callable[[Response], None]) -> None:
+                 on_finished: Callable[[Response], None], delay_s: float = 0.0) -> None:
         self.id = new_id("resp")
         self.item_id = new_id("item")
         self._send = send
@@ -36,6 +36,7 @@ class Response:
         self._text = text
         self._previous = previous_item_id
         self._on_finished = on_finished
+        self._delay_s = delay_s
         self._cancel = threading.Event()
         self.cancel_reason = ""
         self.sent_samples = 0
@@ -85,6 +86,7 @@ class Response:
               "item": item})
         send({"type": "response.content_part.added", **self._ids(),
               "part": {"type": "audio", "transcript": ""}})
+        self._cancel.wait(self._delay_s)  # a service still thinking: no audio yet
         words = self._text.split()
         chunks = range(0, len(self._pcm), self._chunk)
         per_word = max(1, len(chunks) // max(1, len(words)))

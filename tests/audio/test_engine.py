@@ -139,3 +139,58 @@ def test_missing_named_device_lists_what_exists(rig, engine_events):
     assert engine.start() is False
     msg = wait_for(events, "lost", 5)
     assert "'No Such USB Mic'" in msg and "audio.input_device" in msg and MIC_DEVICE in msg
+
+
+@pytest.mark.parametrize("port,method", [("capture", "_keep"), ("playback", "_render")])
+def test_an_exception_in_a_callback_is_logged_counted_and_reopens_the_streams(
+        rig, engine_events, caplog, monkeypatch, port: str, method: str):
+    """PortAudio swallows what a callback raises: the engine must not. The first exception is
+    logged with its traceback and counted; when the callback keeps failing the streams are
+    reported lost (the kiosk shows error: device) and reopened; then the audio works again."""
+    make, events = engine_events
+    engine = make()
+    assert engine.start()
+    target = getattr(engine, port)
+    real = getattr(target, method)
+    failing = {"on": True}
+
+    def broken(*args, **kwargs):
+        if failing["on"]:
+            raise ZeroDivisionError("injected into the audio callback")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, method, broken)
+    if port == "capture":
+        engine.capture.arm()  # the capture callback only does work while armed
+    lost = wait_for(events, "lost")
+    assert "callback keeps failing (ZeroDivisionError: injected" in lost
+    first = [r for r in caplog.records if "callback raised ZeroDivisionError" in r.getMessage()]
+    assert len(first) == 1 and first[0].exc_info is not None  # once, with its traceback
+    assert engine.callback_errors >= 3
+    failing["on"] = False
+    wait_for(events, "ready")  # reopened by the supervisor
+    deadline = time.monotonic() + 5
+    while not engine.alive():  # both callbacks running again
+        assert time.monotonic() < deadline, "the reopened streams do not run"
+        time.sleep(0.05)
+    assert hears_tone(rig, engine)
+
+
+def test_the_supervisor_survives_its_own_errors(rig, engine_events, monkeypatch, caplog):
+    make, events = engine_events
+    engine = make()
+    assert engine.start()
+    calls = {"n": 0}
+    real = engine._health_problem
+
+    def flaky() -> str | None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("a bug in the supervisor")
+        return real()
+
+    monkeypatch.setattr(engine, "_health_problem", flaky)
+    assert "a bug in the supervisor" in wait_for(events, "lost")
+    wait_for(events, "ready")
+    assert engine.supervisor_alive()
+    assert any("audio supervisor: unexpected error" in r.getMessage() for r in caplog.records)

@@ -76,7 +76,7 @@ def start_kiosk(tmp_path: Path, rig: VirtualAudio, sim: SimulatorProcess
             "audio": {"input_device": MIC_DEVICE, "output_device": SPEAKER_DEVICE,
                       "device_retry_s": 0.5},
             "gpio": {"pin_factory": "mock"},
-            "session": {"error_display_s": 1.0},
+            "visit": {"error_display_s": 1.0},
             "logging": {"target": "stderr", "level": "info"},
         }
         for name, values in sections.items():

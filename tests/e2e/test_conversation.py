@@ -1,4 +1,4 @@
-"""A patient's session, end to end: the real daemon, the simulator, virtual sound devices."""
+"""A patient's visit, end to end: the real daemon, the simulator, virtual sound devices."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_press_connects_and_streams_what_the_microphone_hears(start_kiosk, sim, 
 
 
 def test_a_conversation_turn_is_heard_from_the_speaker(start_kiosk, sim, rig):
-    kiosk = start_kiosk(session={"idle_timeout_s": 3})
+    kiosk = start_kiosk(visit={"idle_timeout_s": 3})
     speaker = rig.record_speaker()
     assert speaker.wait_ready(5)
     kiosk.press()

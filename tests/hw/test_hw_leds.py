@@ -222,7 +222,9 @@ def test_twenty_quick_changes_leave_only_the_last_pattern(lights, factory, kind)
 def test_observer_hook_follows_state_changes(lights, factory):
     light = lights(led_kind="pwm", led_pin=PWM_PIN)
     light.on_state_change(StateChange(State.IDLE, State.LISTENING, "connected", "s1", 1.0))
-    assert light.state is State.LISTENING and factory.pin(PWM_PIN).state == 1.0
+    # Shown by the light's own thread: the controller never waits on a pin.
+    assert wait_until(lambda: light.state is State.LISTENING, timeout_s=2)
+    assert factory.pin(PWM_PIN).state == 1.0
 
 
 def test_close_turns_the_light_off_and_frees_the_pins(lights, factory):

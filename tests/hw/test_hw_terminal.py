@@ -11,6 +11,8 @@ from kiosk.hw.terminal import TerminalDisplay
 from kiosk.settings import GpioSettings
 from kiosk.states import State, StateChange
 
+from .hw_scope import wait_until
+
 SESSION = [
     StateChange(State.IDLE, State.CONNECTING, "button pressed", "s1", at=10.000),
     StateChange(State.CONNECTING, State.LISTENING, "connected", "s1", at=10.142),
@@ -80,7 +82,8 @@ def test_light_and_display_observe_the_same_changes(factory):
         for change in SESSION[:2]:
             for observer in observers:
                 observer.on_state_change(change)
-        assert light.state is State.LISTENING and factory.pin(18).state == 1.0
+        assert wait_until(lambda: light.state is State.LISTENING, timeout_s=2)
+        assert factory.pin(18).state == 1.0
         assert out.getvalue().splitlines()[-1] == "● listening   connected (+142 ms)"
     finally:
         light.close()

@@ -115,8 +115,8 @@ def test_systemd_sees_start_press_reload_and_stop(daemon: subprocess.Popen,
     assert "connecting" in words, seen
     prom = tmp_path / "voice-kiosk.prom"
     deadline = time.monotonic() + 10
-    while metric(prom, "voice_kiosk_sessions_total") != 1:  # rewritten every second
-        assert time.monotonic() < deadline, "metrics file never counted the session"
+    while metric(prom, "voice_kiosk_visits_total") != 1:  # rewritten every second
+        assert time.monotonic() < deadline, "metrics file never counted the visit"
         time.sleep(0.1)
     assert metric(prom, "voice_kiosk_button_presses_total") == 1
     assert metric(prom, "voice_kiosk_press_to_listening_last_seconds") >= 0

@@ -163,3 +163,14 @@ def test_realtime_url_sets_the_model_once_and_keeps_other_parameters() -> None:
     assert realtime_url("wss://gw.example/v1/realtime?model=retired&region=eu",
                         "gpt-realtime") == \
         "wss://gw.example/v1/realtime?region=eu&model=gpt-realtime"
+
+
+def test_a_model_the_service_does_not_offer_says_which_setting_to_change(
+        sim: Simulator, key_file: Path) -> None:
+    gateway = GatewaySettings(url=sim.gateway_url, api_key_file=str(key_file))
+    no_override = RealtimeSettings(model=None)  # take the gateway's: a retired preview model
+    grant = GatewayClient(gateway, no_override).create_grant()
+    with pytest.raises(LinkError) as err:
+        run(Link(grant, no_override, LOOPBACK, None).open())
+    assert err.value.kind == "config" and "model_not_found" in err.value.message
+    assert "set realtime.model" in err.value.message
