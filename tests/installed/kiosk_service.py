@@ -65,6 +65,11 @@ def wait_until(probe: Callable[[], T | None], timeout_s: float, what: str,
                          f"(last seen: {seen!r})")
 
 
+def when(value: T, condition: bool) -> T | None:
+    """`value` if `condition` holds, else None: for probes of `wait_until`."""
+    return value if condition else None
+
+
 # -- as a user on the Pi -----------------------------------------------------------------------
 
 
@@ -185,6 +190,11 @@ class Service:
         out = self.systemctl("show", SERVICE, *(f"--property={p}" for p in props)).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
+    def wait_show(self, what: str, predicate: Callable[[dict[str, str]], bool], *props: str,
+                  timeout_s: float = 30) -> dict[str, str]:
+        """Poll `systemctl show` until its `props` satisfy `predicate`; returns them."""
+        return wait_until(lambda: when(p := self.show(*props), predicate(p)), timeout_s, what)
+
     def status_text(self) -> str:
         return self.show("StatusText")["StatusText"]
 
@@ -248,7 +258,7 @@ class Service:
 
     def wait_state(self, state: str, after: str, timeout_s: float = 30) -> list[str]:
         """Wait until the kiosk logs a change into `state`; the states seen so far."""
-        return wait_until(lambda: (seen := self.states(after)) and state in seen and seen,
+        return wait_until(lambda: when(seen := self.states(after), state in seen),
                           timeout_s, f"the kiosk to enter {state!r}", interval_s=0.2)
 
     def journal_tail(self, lines: int = 40) -> str:

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -107,8 +108,8 @@ class Privileges:
         return [*self.prefix, *argv]
 
     def run(self, argv: Sequence[str], *, timeout: float, check: bool = True,
-            input: bytes | None = None, stdout: int | io.IOBase | None = subprocess.PIPE,
-            stdin: int | io.IOBase | None = None) -> subprocess.CompletedProcess[bytes]:
+            input: bytes | None = None, stdout: int | IO[bytes] | None = subprocess.PIPE,
+            stdin: int | IO[bytes] | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run a privileged host command; on failure raise with its output."""
         result = subprocess.run(self.cmd(argv), input=input, stdin=stdin, stdout=stdout,
                                 stderr=subprocess.PIPE, timeout=timeout)
@@ -312,7 +313,7 @@ def _memory_to_spare() -> bool:
         return False
     meminfo = Path("/proc/meminfo").read_text()
     available = re.search(r"(?m)^MemAvailable:\s*(\d+)", meminfo)
-    return bool(available) and int(available.group(1)) >= TMPFS_MIN_AVAILABLE_KIB
+    return available is not None and int(available.group(1)) >= TMPFS_MIN_AVAILABLE_KIB
 
 
 def _write_host(priv: Privileges, path: Path, data: bytes, mode: str = "0644") -> None:
@@ -340,7 +341,7 @@ def sweep_stale(priv: Privileges) -> list[str]:
 
     A container belongs to the process recorded in its owner.json; while that process
     lives (another engineer's run, say) it is left alone."""
-    removed = []
+    removed: list[str] = []
     if not MACHINES_DIR.is_dir():
         return removed
     for path in sorted(MACHINES_DIR.glob(MACHINE_PREFIX + "*")):

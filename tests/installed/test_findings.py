@@ -15,6 +15,7 @@ from tests.installed.kiosk_service import (
     VENV_PYTHON,
     Service,
     wait_until,
+    when,
 )
 from tests.installed.rig import Container, Result
 
@@ -38,7 +39,7 @@ def test_finding6_example_config_is_an_error_not_a_simulator(installed: Result,
     service runs but says what is missing: STATUS starts with `error` and names
     gateway.url; no built-in simulator answers patients with a tone."""
     assert service.show("ActiveState")["ActiveState"] == "active"
-    status = wait_until(lambda: (s := service.status_text()).startswith("error") and s, 15,
+    status = wait_until(lambda: when(s := service.status_text(), s.startswith("error")), 15,
                         "STATUS to start with `error`")
     assert "gateway.url" in status, status
 
@@ -88,7 +89,7 @@ def test_finding4_usr1_press_starts_a_visit_while_gpio_fails(
     states = service.wait_state("listening", pressed, timeout_s=20)
     assert "connecting" in states and "listening" in states, states
     service.press()  # ends the visit
-    wait_until(lambda: (s := service.states(pressed)) and s[-1] == "idle", 20,
+    wait_until(lambda: when(s := service.states(pressed), s[-1:] == ["idle"]), 20,
                "the kiosk to be idle again", interval_s=0.2)
 
 
@@ -113,11 +114,11 @@ def test_finding8_metrics_file_appears_on_reload_and_node_exporter_serves_it(
              "prometheus-node-exporter"], env={"DEBIAN_FRONTEND": "noninteractive"},
             timeout=240, check=True)
     box.run(["systemctl", "enable", "--now", "prometheus-node-exporter"], check=True)
-    metrics = wait_until(
-        lambda: (r := box.run(["curl", "-s", "--max-time", "5",
-                               "http://localhost:9100/metrics"])).returncode == 0
-        and "voice_kiosk_info" in r.stdout and r.stdout, 60,
-        "node_exporter to serve voice_kiosk_info", interval_s=1.0)
+    def scrape() -> str | None:
+        page = box.run(["curl", "-s", "--max-time", "5", "http://localhost:9100/metrics"])
+        return when(page.stdout, page.returncode == 0 and "voice_kiosk_info" in page.stdout)
+
+    metrics = wait_until(scrape, 60, "node_exporter to serve voice_kiosk_info", interval_s=1.0)
     assert re.search(r'(?m)^voice_kiosk_info\{.*kiosk="[^"]+".*\} 1', metrics), \
         [line for line in metrics.splitlines() if "voice_kiosk" in line]
     assert service.show("ActiveState")["ActiveState"] == "active"

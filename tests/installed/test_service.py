@@ -32,6 +32,7 @@ from tests.installed.kiosk_service import (
     record_speaker,
     say,
     wait_until,
+    when,
 )
 from tests.installed.rig import REPO, Container, Result
 
@@ -79,8 +80,8 @@ def spoken_turn(service: Service, box: Container, after: str) -> list[str]:
     service.press()
     service.wait_state("listening", after, timeout_s=20)
     say(box, PATIENT)
-    return wait_until(lambda: (s := service.states(after)) and s.count("listening") >= 2
-                      and s[-1] == "listening" and s, 30,
+    return wait_until(lambda: when(s := service.states(after),
+                                   s.count("listening") >= 2 and s[-1] == "listening"), 30,
                       "the answer to be spoken and the kiosk to listen again",
                       interval_s=0.2)
 
@@ -88,7 +89,7 @@ def spoken_turn(service: Service, box: Container, after: str) -> list[str]:
 def end_visit(service: Service, after: str) -> None:
     """A press while listening ends the visit."""
     service.press()
-    wait_until(lambda: (s := service.states(after)) and s[-1] == "idle", 20,
+    wait_until(lambda: when(s := service.states(after), s[-1:] == ["idle"]), 20,
                "the kiosk to be idle again", interval_s=0.2)
 
 
@@ -347,9 +348,8 @@ def test_invalid_config_at_start_exits_78_without_a_restart_loop(installed: Resu
     try:
         service.edit_config(audio={"frame_ms": 500})
         assert service.restart().returncode != 0
-        props = wait_until(lambda: (p := service.show("ActiveState", "ExecMainStatus",
-                                                      "NRestarts", "RestartUSec"))
-                           ["ActiveState"] == "failed" and p, 30, "the unit to fail")
+        props = service.wait_show("the unit to fail", lambda p: p["ActiveState"] == "failed",
+                                  "ActiveState", "ExecMainStatus", "RestartUSec")
         assert props["ExecMainStatus"] == "78", props
         service.wait_message(rf"{CONFIG}:\d+: audio\.frame_ms: 500", after)
         # A restart would come RestartSec after the exit: watch until well past it.
@@ -384,10 +384,11 @@ def test_hung_daemon_is_killed_by_the_watchdog_and_restarted(installed: Result,
         box.run(["kill", "-STOP", before["MainPID"]], check=True)
         service.wait_message(r"Watchdog timeout", after, timeout_s=30)
         service.wait_message(r"Failed with result 'watchdog'", after, timeout_s=40)
-        now = wait_until(lambda: (p := service.show("ActiveState", "MainPID", "NRestarts",
-                                                    "StatusText"))["ActiveState"] == "active"
-                         and p["MainPID"] not in ("0", before["MainPID"]) and p, 40,
-                         "the service to be restarted")
+        now = service.wait_show(
+            "the service to be restarted",
+            lambda p: p["ActiveState"] == "active" and p["MainPID"] not in (
+                "0", before["MainPID"]),
+            "ActiveState", "MainPID", "NRestarts", "StatusText", timeout_s=40)
         assert int(now["NRestarts"]) == int(before["NRestarts"]) + 1, now
         assert now["StatusText"].split()[0] in STATES, now
     finally:
