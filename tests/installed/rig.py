@@ -473,7 +473,7 @@ class Container:
         argv = ["sh", "-c", script, str(console), str(pidfile),
                 "systemd-nspawn", "-D", str(self.root), "-M", self.name, "-b",
                 "--register=no", "--keep-unit", "--console=read-only",
-                "--resolv-conf=copy-host",  # the brief's "copy" is no value of systemd 252
+                "--resolv-conf=copy-host",  # the host's DNS (systemd 252 has no plain "copy")
                 # Without it nspawn's seccomp filter refuses bpf(), and the kiosk unit's
                 # DevicePolicy=/DeviceAllow= would silently not be enforced.
                 "--system-call-filter=bpf"]
