@@ -218,13 +218,15 @@ class TimedRecorder:
     """
 
     def __init__(self, env: dict[str, str], device: str, reaper: Reaper) -> None:
+        self.device = device
+        self._ended = False
         self._proc = reaper.track(subprocess.Popen(
             ["parec", f"--device={device}", f"--rate={RATE}", "--channels=1",
              "--format=s16le", "--raw", "--latency-msec=10"],
             env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
         self._data = bytearray()
         self.epoch = float("inf")
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._read, name="recorder", daemon=True)
         self._thread.start()
 
@@ -234,18 +236,24 @@ class TimedRecorder:
         while True:
             chunk = os.read(fd, 4800)
             at = time.monotonic()
-            if not chunk:
-                return
-            with self._lock:
+            with self._cond:
+                if not chunk:
+                    self._ended = True
+                    self._cond.notify_all()
+                    return
                 self._data += chunk
                 self.epoch = min(self.epoch, at - (len(self._data) // 2) / RATE)
+                self._cond.notify_all()
+
+    def _wait_samples(self, n: int, timeout_s: float, what: str) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.recorded >= n or self._ended, timeout_s) \
+                    or self.recorded < n:
+                raise TimeoutError(f"the recording of the {self.device} {what}")
 
     def wait_ready(self, timeout_s: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.recorded < RATE // 5:  # 0.2 s recorded: the stream runs
-            if time.monotonic() > deadline:
-                raise TimeoutError("parec delivered no audio")
-            time.sleep(0.02)
+        """Return once audio flows (0.2 s recorded)."""
+        self._wait_samples(RATE // 5, timeout_s, "delivered no audio")
 
     @property
     def recorded(self) -> int:
@@ -254,7 +262,7 @@ class TimedRecorder:
 
     def samples(self) -> np.ndarray:
         """A copy of the recording so far (int16)."""
-        with self._lock:
+        with self._cond:
             data = bytes(self._data[:len(self._data) // 2 * 2])
         return np.frombuffer(data, dtype="<i2")
 
@@ -266,11 +274,8 @@ class TimedRecorder:
 
     def wait_until(self, t: float, timeout_s: float = 5.0) -> np.ndarray:
         """The recording once it covers the moment `t` (plus 50 ms)."""
-        deadline = time.monotonic() + timeout_s
-        while self.recorded < self.index_at(t) + RATE // 20:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the recording does not reach the moment asked for")
-            time.sleep(0.02)
+        self._wait_samples(self.index_at(t) + RATE // 20, timeout_s,
+                           "does not reach the moment asked for")
         return self.samples()
 
     def stop(self) -> None:

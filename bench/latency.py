@@ -52,6 +52,7 @@ class Latencies:
     press_first_audio: list[float] = field(default_factory=list)
     words_offset: list[float] = field(default_factory=list)
     words_received: list[float] = field(default_factory=list)
+    words_kept_from: list[float] = field(default_factory=list)
     end_of_speech: list[float] = field(default_factory=list)
     sim_wait: list[float] = field(default_factory=list)
     barge_in: list[float] = field(default_factory=list)
@@ -134,7 +135,10 @@ def measure(ctx: Ctx, runs: int, block: int) -> Latencies:
             lead_s = said - spawned - PAD_S
             out.words_offset.append(said - pressed)
             cut = int(round((pressed + WORDS_AFTER_S + WORDS_TOLERANCE_S - said) * RATE))
-            out.words_received.append(speech.fraction_received(conn.audio, ref, cut)[0])
+            fraction, offset = speech.fraction_received(conn.audio, ref, cut)
+            out.words_received.append(fraction)
+            # The received audio starts `offset` samples before the words (after, if < 0).
+            out.words_kept_from.append(said - pressed + max(0, -offset) / RATE)
             first = speech.first_sound(heard, spk.index_at(stopped_at))
             quiet = speech.silent_from(heard, spk.index_at(barge))
             if first is None or quiet is None:

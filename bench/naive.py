@@ -105,26 +105,28 @@ def player(args: argparse.Namespace) -> None:
 
 
 def clicks(args: argparse.Namespace) -> None:
+    import threading
     import time
 
     pa = pyaudio.PyAudio()
     block, times = args.block, []
     count = [0]
+    done = threading.Event()
     loud = (10000).to_bytes(2, "little", signed=True) * block
 
     def callback(_in: Any, frames: int, info: Any, status: int) -> tuple[bytes, int]:
         count[0] += 1
         if count[0] % 25 == 0 and len(times) < args.count:
             times.append(time.monotonic())
+            if len(times) == args.count:
+                done.set()
             return loud[:2 * frames], pyaudio.paContinue
         return bytes(2 * frames), pyaudio.paContinue
 
     stream = pa.open(format=pyaudio.paInt16, channels=1, rate=RATE, output=True,
                      output_device_index=device_index(pa, args.device, "Output"),
                      frames_per_buffer=block, stream_callback=callback)
-    deadline = time.monotonic() + 30
-    while len(times) < args.count and time.monotonic() < deadline:
-        time.sleep(0.1)
+    done.wait(30)
     stream.close()
     print(json.dumps(times), flush=True)
 

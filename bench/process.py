@@ -41,7 +41,7 @@ from bench.harness import (  # noqa: E402
     bench_config,
     interrupt_on_sigterm,
 )
-from bench.procstat import sample  # noqa: E402
+from bench.procstat import python_thread_names, sample  # noqa: E402
 from kiosk.audio.virtual import MIC_DEVICE, SPEAKER_DEVICE, VirtualAudio  # noqa: E402
 from kiosk.sim.remote import SimulatorProcess  # noqa: E402
 
@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--turn-every", type=int, default=25,
                    help="every N-th of those visits also asks a question (0: none)")
     p.add_argument("--threads-top", type=int, default=8, help="threads listed per phase")
+    p.add_argument("--py-spy", default=shutil.which("py-spy"),
+                   help="py-spy, to name the daemon's Python threads (default: from PATH; "
+                        "it pauses the daemon a moment, only between measurements)")
     return p
 
 
@@ -87,10 +90,12 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
           f"load average {_load()} at the start", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="kiosk-bench-"))
     reaper.on_stop(lambda: shutil.rmtree(workdir, ignore_errors=True))
-    rig = VirtualAudio().start()
-    reaper.on_stop(rig.stop)
-    sim = SimulatorProcess(stream_speed=4.0).start()
+    rig = VirtualAudio()
+    reaper.on_stop(rig.stop)  # registered first: an interrupted start is cleaned up too
+    rig.start()
+    sim = SimulatorProcess(stream_speed=4.0)
     reaper.on_stop(sim.stop)
+    sim.start()
     key_file = workdir / "gateway-api-key"
     key_file.write_text(sim.api_key + "\n")
     key_file.chmod(0o600)
@@ -112,6 +117,7 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
         results = report.Results(first.rss_kib, first.threads,
                                  phases.idle(ctx, args.idle_s))
         _progress("idle", results.idle.wall_s)
+        names = python_thread_names(daemon.pid, args.py_spy)
         if args.latency_runs > 0:
             block = RATE * int(config["audio"]["frame_ms"]) // 1000
             results.latencies = latency.measure(ctx, args.latency_runs, block)
@@ -129,11 +135,12 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
                                               args.turn_every)
             _progress("visits", args.visits)
         results.peak_rss_kib = sample(daemon.pid, threads=False).hwm_kib
+        names = {**python_thread_names(daemon.pid, args.py_spy), **names}
     except BaseException:
         print(f"\nbenchmark failed; the kiosk's log ends with:\n{daemon.log_tail()}",
               file=sys.stderr)
         raise
-    return _print(args, results, daemon)
+    return _print(args, results, names)
 
 
 def _progress(what: str, amount: float) -> None:
@@ -141,18 +148,20 @@ def _progress(what: str, amount: float) -> None:
           flush=True)
 
 
-def _print(args: argparse.Namespace, r: report.Results, daemon: KioskDaemon) -> int:
+def _print(args: argparse.Namespace, r: report.Results, names: dict[int, str]) -> int:
     print(f"\nload average at the end: {_load()}\n")
     for line in report.table(r):
         print(line)
     name = "voice-kiosk"
-    print()
+    print("\nthread names: " + ("Python's, from py-spy" if names else
+                                "what each waits in, from /proc (install py-spy to see "
+                                "Python's thread names)"))
     for title, window, seconds in (
             ("idle", r.idle, r.idle.wall_s),
             ("listening", r.listening.window if r.listening else None, args.listen_s),
             ("speaking", r.speaking.window if r.speaking else None, args.speak_s)):
         if window is not None:
-            for line in report.thread_breakdown(title, window, seconds, name,
+            for line in report.thread_breakdown(title, window, seconds, name, names,
                                                 args.threads_top):
                 print(line)
     print("\ngoals (issue 13):")

@@ -15,13 +15,18 @@ only the functions someone thought to time.
 
 Per-thread figures (``/proc/PID/task/TID/{stat,status,comm,wchan}``) say where the cost is.
 Python 3.11 does not give its threads kernel names, so a Python thread shows the process's
-name; `describe_thread` adds what the kernel knows (what it waits in), which tells the
-PortAudio and PulseAudio threads apart from the Python ones.
+name. When py-spy is installed, `python_thread_names` asks it for the Python names
+(``py-spy dump`` stops the process for a moment: only between measurements); otherwise
+`describe_thread` says what the kernel knows (what the thread waits in), which still tells
+the PortAudio and PulseAudio threads apart from the Python ones.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -134,14 +139,36 @@ def sample(pid: int, threads: bool = True) -> ProcSample:
                       int(status["VmHWM"].split()[0]), int(status["Threads"]), per)
 
 
-def describe_thread(pid: int, t: ThreadSample, process_name: str) -> str:
-    """A readable name for a thread from what /proc shows."""
+def python_thread_names(pid: int, py_spy: str | None) -> dict[int, str]:
+    """{kernel thread id: Python thread name (and what it runs)} from `py-spy dump`, or {}
+    without py-spy or when it fails (it needs ptrace rights on the process)."""
+    if not py_spy:
+        return {}
+    with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError, TypeError):
+        out = subprocess.run([py_spy, "dump", "--pid", str(pid), "--json"],
+                             capture_output=True, text=True, timeout=20, check=True)
+        names = {}
+        for thread in json.loads(out.stdout):
+            frames = thread.get("frames") or [{}]
+            names[int(thread["os_thread_id"])] = (f"{thread.get('thread_name')} "
+                                                  f"(in {frames[0].get('name', '?')})")
+        return names
+    return {}
+
+
+def describe_thread(pid: int, t: ThreadSample, process_name: str,
+                    names: dict[int, str] | None = None) -> str:
+    """A readable name for a thread from what /proc (and py-spy, if given) shows."""
+    if names and t.tid in names:
+        return names[t.tid]
     if t.tid == pid:
         return "main thread"
     if t.comm == "threaded-ml":
         return "PulseAudio client mainloop (one per stream)"
     if t.comm != process_name[:15]:
         return t.comm
+    if names:
+        return "native thread (PortAudio's stream thread when it polls)"
     if t.wchan.startswith("poll_schedule"):
         return "polls fds: PortAudio stream thread, or an asyncio/socket loop"
     if t.wchan.startswith("do_epoll"):

@@ -130,6 +130,8 @@ def table(r: Results) -> list[str]:
                           _ms(lat.press_first_audio), "", "", "(reported)"))
         lines.append(_row("speech began after the press", _ms(lat.words_offset), "", "",
                           "(300 planned)"))
+        lines.append(_row("  words received from (after the press)",
+                          _ms(lat.words_kept_from)))
         lines.append(_row("words from 300 ms on received, % (min)",
                           f"{100 * min(lat.words_received):.1f}", "", "", "100"))
         lines.append(_row("end of speech -> first answer sample", _ms(lat.end_of_speech)))
@@ -145,11 +147,11 @@ def table(r: Results) -> list[str]:
 
 
 def thread_breakdown(title: str, window: Window, seconds: float, process_name: str,
-                     top: int = 8) -> list[str]:
+                     names: dict[int, str], top: int = 8) -> list[str]:
     """Where a window's CPU and wake-ups went, thread by thread (busiest first)."""
     lines = [f"{title}: per thread (CPU-s per s, wake-ups per s)"]
     for t, cpu, switches in window.threads()[:top]:
-        what = describe_thread(window.end.pid, t, process_name)
+        what = describe_thread(window.end.pid, t, process_name, names)
         lines.append(f"  {t.tid:>8} {t.comm:<15} {cpu / seconds:8.4f} {switches / seconds:8.0f}"
                      f"  {what}")
     return lines
