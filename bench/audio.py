@@ -79,6 +79,7 @@ def _armed_capture(rate: int) -> tuple[Capture, int, list[bytes]]:
     cap.prepare(rate, 1)
     cap.arm()
     block = cap.block_samples
+    assert block is not None  # set by prepare()
     src = _tone(rate, 1.0)
     blocks = [src[i:i + block].tobytes() for i in range(0, len(src) - block + 1, block)]
     return cap, block, blocks

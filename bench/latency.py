@@ -23,6 +23,7 @@ are defined.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +40,7 @@ from bench.harness import RATE, TimedRecorder, end_process
 from bench.phases import NAIVE, Ctx, newest_index, read_line, sleep_until
 from kiosk.audio.virtual import SPEAKER_DEVICE
 from kiosk.sim import silence
+from kiosk.sim.remote import SimulatorProcess
 
 WORDS_AFTER_S = 0.3  # the patient starts talking this long after the press
 WORDS_TOLERANCE_S = 0.01  # one 10 ms window: how exactly the start of the words is known
@@ -85,6 +88,19 @@ def speaker_path(ctx: Ctx, spk: TimedRecorder, block: int) -> float:
     return statistics.median(delays)
 
 
+def _sending(sim: SimulatorProcess, before: int) -> Any:
+    """The visit's connection once its first audio arrived (a connection newer than
+    `before`), else None."""
+    conn = sim.last_connection
+    if conn is None or conn.index <= before or not conn.events_of("input_audio_buffer.append"):
+        return None
+    return conn
+
+
+def _answering(conn: Any) -> bool:
+    return any(t.endswith("output_audio.delta") for t in conn.server_types())
+
+
 def measure(ctx: Ctx, runs: int, block: int) -> Latencies:
     d, sim, rig = ctx.daemon, ctx.sim, ctx.rig
     out = Latencies()
@@ -113,15 +129,13 @@ def measure(ctx: Ctx, runs: int, block: int) -> Latencies:
             rig.play_into_mic(feed, RATE)
             sleep_until(spawned + lead_s + PAD_S - WORDS_AFTER_S)
             pressed = d.press()
-            conn = sim.wait_for(lambda b=before: (c := sim.last_connection) is not None
-                                and c.index > b and c.events_of("input_audio_buffer.append")
-                                and c, 15)
+            conn = sim.wait_for(functools.partial(_sending, sim, before), 15)
             out.press_first_audio.append(time.monotonic() - pressed)
             out.press_connecting.append(d.wait_state("connecting", pressed) - pressed)
-            stopped_at = sim.wait_for(lambda c=conn: c.speech_stopped_at, 15)[-1]
+            stopped_at = sim.wait_for(functools.partial(getattr, conn, "speech_stopped_at"),
+                                      15)[-1]
             report_delay = time.monotonic() - stopped_at
-            sim.wait_for(lambda c=conn: any(t.endswith("output_audio.delta")
-                                            for t in c.server_types()), 15)
+            sim.wait_for(functools.partial(_answering, conn), 15)
             out.sim_wait.append(max(0.0, time.monotonic() - stopped_at - report_delay))
             talking = d.wait_state("speaking", pressed, 15)
             sleep_until(talking + BARGE_AFTER_S)

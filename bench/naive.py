@@ -109,7 +109,7 @@ def clicks(args: argparse.Namespace) -> None:
     import time
 
     pa = pyaudio.PyAudio()
-    block, times = args.block, []
+    block, times = args.block, list[float]()
     count = [0]
     done = threading.Event()
     loud = (10000).to_bytes(2, "little", signed=True) * block

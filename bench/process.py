@@ -63,10 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--turn-every", type=int, default=25,
                    help="every N-th of those visits also asks a question (0: none)")
     p.add_argument("--threads-top", type=int, default=8, help="threads listed per phase")
-    p.add_argument("--py-spy", default=shutil.which("py-spy"),
-                   help="py-spy, to name the daemon's Python threads (default: from PATH; "
-                        "it pauses the daemon a moment, only between measurements)")
+    p.add_argument("--py-spy", default=_find_py_spy(),
+                   help="py-spy, to name the daemon's Python threads (default: the venv's or "
+                        "PATH's; it pauses the daemon a moment, only between measurements)")
     return p
+
+
+def _find_py_spy() -> str | None:
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 def _cpu_model() -> str:

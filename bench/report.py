@@ -111,7 +111,8 @@ def table(r: Results) -> list[str]:
         lines.append(_row(f"{label}: threads", str(kiosk.window.end.threads),
                           str(naive.window.end.threads)))
     naive_rss = max(r.naive_client_rss_kib, r.naive_player_rss_kib)
-    lines.append(_row("RSS after start-up, MiB", f"{r.startup_rss_kib / MIB:.1f}",
+    lines.append(_row("RSS after start-up (naive: running), MiB",
+                      f"{r.startup_rss_kib / MIB:.1f}",
                       f"{naive_rss / MIB:.1f}" if naive_rss else "", "", "<= 60"))
     if r.peak_rss_kib:
         lines.append(_row("peak RSS (VmHWM) over the run, MiB", f"{r.peak_rss_kib / MIB:.1f}"))

@@ -38,7 +38,7 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
         "idle: CPU-s per s": 1, "idle: wake-ups per s": 1,
         "listening: CPU-s per audio s": 3, "speaking: CPU-s per audio s": 3,
         "listening: wake-ups per s": 2, "speaking: wake-ups per s": 2,
-        "RSS after start-up, MiB": 2, "RSS growth over 1 visits, MiB": 1,
+        "RSS after start-up (naive: running), MiB": 2, "RSS growth over 1 visits, MiB": 1,
         "press -> connecting (STATUS=)": 2, "press -> first audio sent": 2,
         "words from 300 ms on received, % (min)": 1, "the kiosk's share": 2,
         "barge-in -> silence on the speaker": 2,
