@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +34,7 @@ import numpy as np
 
 from bench import speech
 from bench.harness import RATE, TimedRecorder, end_process
-from bench.phases import NAIVE, Ctx, newest_index, read_line, sleep_until
+from bench.phases import Ctx, newest_index, sleep_until
 from kiosk.audio.virtual import SPEAKER_DEVICE
 from kiosk.sim import silence
 from kiosk.sim.remote import SimulatorProcess
@@ -70,11 +67,9 @@ class Latencies:
 
 def speaker_path(ctx: Ctx, spk: TimedRecorder, block: int) -> float:
     """Median delay from a plain PortAudio callback to the speaker (the kiosk is idle)."""
-    proc = ctx.reaper.track(subprocess.Popen(
-        [sys.executable, NAIVE, "clicks", "--device", SPEAKER_DEVICE, "--block", str(block)],
-        env={**os.environ, **ctx.rig.env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+    proc = ctx.spawn_naive("clicks", "--device", SPEAKER_DEVICE, "--block", str(block))
     try:
-        times = json.loads(read_line(proc, 40))
+        times = json.loads(ctx.read_line(proc, 40))
     finally:
         end_process(proc)
     heard = spk.wait_until(times[-1] + 0.3)

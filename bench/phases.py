@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,27 @@ class Ctx:
     sim: SimulatorProcess
     reaper: Reaper
     key_file: Path
+    workdir: Path
+    naive_logs: dict[int, Path] = field(default_factory=dict)
+
+    def spawn_naive(self, *args: str) -> subprocess.Popen[bytes]:
+        """`python bench/naive.py ARGS` on the virtual devices, its stderr in a file."""
+        log = self.workdir / f"naive-{args[0]}.log"
+        with open(log, "wb") as err:
+            proc = self.reaper.track(subprocess.Popen(
+                [sys.executable, NAIVE, *args], env={**os.environ, **self.rig.env},
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err))
+        self.naive_logs[proc.pid] = log
+        return proc
+
+    def read_line(self, proc: subprocess.Popen[bytes], timeout_s: float) -> str:
+        """A naive process's next stdout line, within `timeout_s`."""
+        try:
+            return read_line(proc, timeout_s)
+        except RuntimeError as exc:
+            log = self.naive_logs.get(proc.pid)
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log else []
+            raise RuntimeError(f"{exc}; its stderr ends with: {tail}") from None
 
 
 @dataclass
@@ -109,7 +130,7 @@ def listening(ctx: Ctx, seconds: float) -> Measured:
 
 
 def read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
-    """The naive process's next stdout line, within `timeout_s`."""
+    """A child's next stdout line, within `timeout_s`."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout_s
@@ -117,7 +138,7 @@ def read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
     while not line.endswith(b"\n"):
         left = deadline - time.monotonic()
         if left <= 0 or (proc.poll() is not None and not select.select([fd], [], [], 0)[0]):
-            raise RuntimeError(f"naive process: no line within {timeout_s} s "
+            raise RuntimeError(f"no line from process {proc.pid} within {timeout_s} s "
                                f"(exit {proc.poll()})")
         if select.select([fd], [], [], min(left, 0.5))[0]:
             byte = os.read(fd, 1)
@@ -128,11 +149,9 @@ def read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
 
 
 def _naive(ctx: Ctx, mode: str, device: str) -> subprocess.Popen[bytes]:
-    proc = ctx.reaper.track(subprocess.Popen(
-        [sys.executable, NAIVE, mode, "--gateway", ctx.sim.gateway_url, "--key-file",
-         str(ctx.key_file), "--device", device], env={**os.environ, **ctx.rig.env},
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
-    if (line := read_line(proc, 30)) != "ready":
+    proc = ctx.spawn_naive(mode, "--gateway", ctx.sim.gateway_url, "--key-file",
+                           str(ctx.key_file), "--device", device)
+    if (line := ctx.read_line(proc, 30)) != "ready":
         raise RuntimeError(f"naive {mode} said {line!r}")
     return proc
 
@@ -184,10 +203,10 @@ def naive_player(ctx: Ctx, seconds: float) -> Measured:
     try:
         proc.stdin.write(b"go\n")
         proc.stdin.flush()
-        if (line := read_line(proc, 30)) != "started":
+        if (line := ctx.read_line(proc, 30)) != "started":
             raise RuntimeError(f"naive player said {line!r}")
         start = sample(proc.pid)
-        line = read_line(proc, seconds + 30)
+        line = ctx.read_line(proc, seconds + 30)
         end = sample(proc.pid)
         if not line.startswith("done "):
             raise RuntimeError(f"naive player said {line!r}")

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
           "(stream_speed 4), 100 ms per delta", flush=True)
 
     daemon = KioskDaemon(config, workdir, rig.env, reaper)
-    ctx = phases.Ctx(daemon, rig, sim, reaper, key_file)
+    ctx = phases.Ctx(daemon, rig, sim, reaper, key_file, workdir)
     try:
         daemon.wait_ready(60)
         time.sleep(args.settle_s)  # a measurement condition: start-up has settled
