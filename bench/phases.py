@@ -88,19 +88,17 @@ def sleep_until(t: float) -> None:
         time.sleep(left)
 
 
-def idle(ctx: Ctx, seconds: float) -> Window:
-    """CPU and wake-ups of the daemon while nothing happens."""
-    start = sample(ctx.daemon.pid)
-    sleep_until(start.at + seconds)
-    window = Window(start, sample(ctx.daemon.pid))
-    ctx.daemon.check_alive()
-    return window
-
-
 def _window(pid: int, seconds: float) -> Window:
     start = sample(pid)
     sleep_until(start.at + seconds)
     return Window(start, sample(pid))
+
+
+def idle(ctx: Ctx, seconds: float) -> Window:
+    """CPU and wake-ups of the daemon while nothing happens."""
+    window = _window(ctx.daemon.pid, seconds)
+    ctx.daemon.check_alive()
+    return window
 
 
 def listening(ctx: Ctx, seconds: float) -> Measured:
