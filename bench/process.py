@@ -95,6 +95,7 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
           f"load average {_load()} at the start", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="kiosk-bench-"))
     reaper.on_stop(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    print(f"work files (the kiosk's config and log): {workdir}, removed at the end")
     rig = VirtualAudio()
     reaper.on_stop(rig.stop)  # registered first: an interrupted start is cleaned up too
     rig.start()

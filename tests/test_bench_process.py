@@ -55,14 +55,16 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
     last = text.strip().splitlines()[-1]
     assert (last == "goals: all met") == (out.returncode == 0), last
     assert last == "goals: all met" or last.startswith("goals: MISSED")
-    # Everything the benchmark started is gone: no daemon, simulator or naive process left.
-    mine = [p for p in os.listdir("/proc") if p.isdigit()]
+    # Everything the benchmark started is gone: no process uses its work files any more.
+    workdir = re.search(r"^work files \(.*\): (\S+), removed at the end$", text, re.M)
+    assert workdir, text
+    assert not Path(workdir[1]).exists()
     leftovers = []
-    for pid in mine:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "bench/naive.py" in cmd or ("kiosk-bench-" in cmd and "voice-kiosk" in cmd):
+        if workdir[1] in cmd:
             leftovers.append(cmd)
     assert not leftovers, leftovers
