@@ -1,12 +1,18 @@
-"""Audio path benchmark: CPU per audio second, mic-to-send latency, peak RSS, naive baseline.
+"""Profile of the kiosk's own audio code, in-process: not what the process costs.
+
+This calls the capture and playback code and the event encoders directly, without sound
+devices, sockets or the daemon's other threads. It shows what the kiosk's own Python and
+numpy work costs per audio second, and where a change to that code moves it. It does **not**
+say what the machine pays for a running kiosk: PortAudio's and PulseAudio's threads, the
+WebSocket, the event loops and every wake-up are outside it. That is `bench/process.py`
+(`bash systemd/bootstrap.sh bench`), which also judges the goals; this profile judges none.
 
 Run from the repository root::
 
     .venv/bin/python bench/audio.py            # about 40 s
     .venv/bin/python bench/audio.py --seconds 300 --repeats 5 --latency-seconds 10
 
-What is measured (PortAudio callbacks are driven directly, without a sound device, so the
-figures are the kiosk's own cost, not the sound server's):
+What is measured:
 
 * capture path: input callback (gain, ring) -> read_frame (resample to 24 kHz) -> the
   kiosk's own ``input_audio_buffer.append`` encoder (`kiosk.session.protocol`: base64, JSON
@@ -15,32 +21,24 @@ figures are the kiosk's own cost, not the sound server's):
   ``response.output_audio.delta`` text -> write (resampling for 48 kHz, volume, ring) ->
   output callback;
 * full duplex = both paths, CPU seconds (process time, all threads) per audio second;
-* idle: both callbacks while no session runs (the streams stay open all day);
+* idle: both callbacks while no session runs;
 * mic-to-send latency: a thread calls the input callback every frame in real time, another
   reads frames, encodes them and "hands them to the socket"; latency = hand-over time minus
   the frame's `captured_at` (the time its last sample reached the callback);
-* baseline: a web client's method mirrored in Python (see `bench_baseline`): per-sample
-  loops over 4096-sample float blocks converting to int16 for capture, and back (after a
-  per-byte base64 copy loop) for playback.
+* naive numpy baseline (`bench_baseline`): what a plain Python client does with the same
+  int16 stream: 20 ms blocks -> base64 -> json.dumps for capture; json.loads -> base64
+  decode -> numpy volume -> int16 bytes for playback. Same work, standard library codecs.
 
 Every CPU figure is the best of `--repeats` runs after a warm-up run, the baseline's too: on a
 shared machine the best run is the one least disturbed by other work.
-
-The "20x the baseline" target is judged like for like, on the 24 kHz device: the baseline
-converts a 24 kHz stream and never converts rates. With a 48 kHz device the kiosk also runs
-libsoxr both ways (its steady variable-rate engine on the microphone side costs about 0.001
-CPU-s per audio-s by itself, the price of the 4 ms mic-to-send latency); that row's ratio is
-printed beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import array
 import base64
 import json
 import resource
-import struct
 import sys
 import threading
 import time
@@ -81,6 +79,7 @@ def _armed_capture(rate: int) -> tuple[Capture, int, list[bytes]]:
     cap.prepare(rate, 1)
     cap.arm()
     block = cap.block_samples
+    assert block is not None  # set by prepare()
     src = _tone(rate, 1.0)
     blocks = [src[i:i + block].tobytes() for i in range(0, len(src) - block + 1, block)]
     return cap, block, blocks
@@ -127,41 +126,30 @@ def bench_playback(rate: int, seconds: float) -> float:
 
 
 def bench_baseline(seconds: float) -> tuple[float, float]:
-    """A web client's method, mirrored in Python (OpenAI realtime-console style).
+    """The naive numpy client: (capture, playback) CPU seconds per audio second.
 
-    Capture: float32 blocks of 4096 samples from the device -> `floatTo16BitPCM` (per-sample
-    clamp and DataView.setInt16, here struct.pack_into) -> base64 -> JSON. Playback: JSON ->
-    `base64ToArrayBuffer` (atob, then a per-byte charCodeAt loop) -> Int16Array -> per-sample
-    int16/0x8000 float conversion -> float32 block to the device.
+    Capture: the device's int16 20 ms block -> base64 -> json.dumps. Playback: json.loads ->
+    base64 decode -> numpy int16 -> volume in float -> int16 bytes for the device. The kiosk
+    does the same work (its input gain is 0 dB by default, its volume 80 %) with its ring
+    buffers, meter and faster codecs around it.
     """
-    block_bytes = (_tone(24000, 4096 / 24000).astype(np.float32) / 32768.0).tobytes()
-    n_blocks = max(1, int(seconds * 24000 / 4096))
-    pack = struct.Struct("<h").pack_into
+    frame = _tone(24000, FRAME_MS / 1000).tobytes()
+    n = max(1, int(seconds * 1000 / FRAME_MS))
     t0 = time.process_time()
-    for _ in range(n_blocks):
-        floats = array.array("f", block_bytes)
-        out = bytearray(2 * len(floats))
-        for i, x in enumerate(floats):
-            x = max(-1.0, min(1.0, x))
-            pack(out, 2 * i, int(x * 0x8000) if x < 0 else int(x * 0x7FFF))
+    for _ in range(n):
         json.dumps({"type": "input_audio_buffer.append",
-                    "audio": base64.b64encode(out).decode("ascii")})
-    cap = (time.process_time() - t0) / (n_blocks * 4096 / 24000)
-    event = json.dumps({"type": "response.output_audio.delta",
-                        "delta": base64.b64encode(_tone(24000, 4096 / 24000).tobytes()).decode()})
+                    "audio": base64.b64encode(frame).decode("ascii")})
+    cap = (time.process_time() - t0) / (n * FRAME_MS / 1000)
+    event = json.dumps({"type": "response.output_audio.delta", "item_id": "item_1",
+                        "delta": base64.b64encode(_tone(24000, DELTA_MS / 1000).tobytes())
+                        .decode()})
+    gain = (SETTINGS.volume / 100) ** 2
+    n = max(1, int(seconds * 1000 / DELTA_MS))
     t0 = time.process_time()
-    for _ in range(n_blocks):
-        binary = base64.b64decode(json.loads(event)["delta"]).decode("latin-1")  # atob
-        raw = bytearray(len(binary))
-        for i, ch in enumerate(binary):
-            raw[i] = ord(ch)
-        ints = array.array("h")
-        ints.frombytes(bytes(raw))
-        floats = array.array("f", bytes(4 * len(ints)))
-        for i, v in enumerate(ints):
-            floats[i] = v / 0x8000
-        floats.tobytes()
-    play = (time.process_time() - t0) / (n_blocks * 4096 / 24000)
+    for _ in range(n):
+        pcm = np.frombuffer(base64.b64decode(json.loads(event)["delta"]), dtype=np.int16)
+        (pcm.astype(np.float32) * gain).astype(np.int16).tobytes()
+    play = (time.process_time() - t0) / (n * DELTA_MS / 1000)
     return cap, play
 
 
@@ -228,8 +216,10 @@ def main() -> int:
     args = ap.parse_args()
     secs, reps = args.seconds, max(1, args.repeats)
 
+    print("profile of the kiosk's own audio code, in-process (no devices, no sockets, no "
+          "other threads);\nwhat the running process costs is bench/process.py\n")
     bench_baseline(2.0)  # warm-up, as in best_of
-    runs = [bench_baseline(min(secs, 20.0)) for _ in range(reps)]
+    runs = [bench_baseline(secs) for _ in range(reps)]
     base_cap, base_play = min(r[0] for r in runs), min(r[1] for r in runs)
     base = base_cap + base_play
     rows = []
@@ -237,39 +227,24 @@ def main() -> int:
         cap = best_of(reps, bench_capture, rate, secs)
         play = best_of(reps, bench_playback, rate, secs)
         rows.append((f"kiosk, {rate} Hz device", cap, play, cap + play))
-    rows.append(("baseline (per-sample loop)", base_cap, base_play, base))
+    rows.append(("naive numpy baseline", base_cap, base_play, base))
 
     print(f"{'CPU-s per audio-s':<30}{'capture':>11}{'playback':>11}{'full duplex':>13}"
           f"{'vs baseline':>13}")
     for name, c, p, f in rows:
-        print(f"{name:<30}{c:>11.5f}{p:>11.5f}{f:>13.5f}{base / f:>12.1f}x")
+        print(f"{name:<30}{c:>11.5f}{p:>11.5f}{f:>13.5f}{base / f:>12.2f}x")
     idle = best_of(reps, bench_idle, secs)
     print(f"{'kiosk idle (no session)':<30}{'':>11}{'':>11}{idle:>13.5f}   per second")
 
-    like = base / rows[0][3]
-    worst = max(r[3] for r in rows[:2])
-    ok_cpu = worst <= 0.01
-    ok_ratio = like >= 20
-    print(f"\nfull duplex worst case: {worst:.5f} CPU-s/s  (target <= 0.01: "
-          f"{'met' if ok_cpu else 'NOT met'})")
-    print(f"speed-up like for like (24 kHz): {like:.1f}x  (target >= 20x: "
-          f"{'met' if ok_ratio else 'NOT met'}); with a 48 kHz device "
-          f"{base / rows[1][3]:.1f}x, the rate conversion included")
-
-    print(f"\n{'mic-to-send latency':<30}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}"
-          f"   target p99 <= {FRAME_MS + 5} ms")
-    ok_latency = True
+    print(f"\n{'mic-to-send latency':<30}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for rate in (24000, 48000, 44100, 16000):
         lat = np.array(bench_latency(rate, args.latency_seconds))
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-        ok_latency &= bool(p99 <= FRAME_MS + 5)
         print(f"{f'{rate} Hz device ({len(lat)} frames)':<30}{p50:>10.2f}{p95:>10.2f}"
               f"{p99:>10.2f}{lat.max():>10.2f}")
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\npeak RSS: {rss_mib:.1f} MiB")
-    ok = ok_cpu and ok_ratio and ok_latency
-    print("targets:", "all met" if ok else "NOT all met")
-    return 0 if ok else 1
+    print(f"\npeak RSS of this profile: {rss_mib:.1f} MiB")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Benchmarks of voice-kiosk (see the README, "Benchmarks")."""
