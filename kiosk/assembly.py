@@ -123,6 +123,7 @@ class Kiosk:
             self._closers.append(pins.close)  # releases the GPIO chip (after the devices)
             self.light = StatusLight(gpio, pins.factory)
             self._closers.append(self.light.close)
+            self.light.show(self.controller.state)  # at start and after a reload, not later
             self.controller.add_observer(self.light)
             self.button = KioskButton(gpio, pins.factory, self.press)
             self._closers.append(self.button.close)
