@@ -73,10 +73,12 @@ class Kiosk:
 
     def _on_audio(self, what: str, message: str) -> None:
         if what == "lost":
-            self.metrics.set_health("audio", False)
+            for part in ("microphone", "speaker"):
+                self.metrics.set_health(part, part not in self.audio.missing)
             self.post(ev.Fault("device", message, persistent=True))
         elif what == "ready":
-            self.metrics.set_health("audio", True)
+            for part in ("microphone", "speaker"):
+                self.metrics.set_health(part, True)
             self.post(ev.Recovered("device", message))
 
     def _session_settings(self, settings: Settings, simulator: Any | None) -> Settings:
@@ -103,7 +105,8 @@ class Kiosk:
         self.controller.start()
         self._closers.append(self.controller.stop)
         if self.audio.start():
-            self.metrics.set_health("audio", True)
+            for part in ("microphone", "speaker"):
+                self.metrics.set_health(part, True)
         else:
             log.error("audio devices not ready; retrying every %g s",
                       self.settings.audio.device_retry_s)

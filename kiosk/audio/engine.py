@@ -44,7 +44,7 @@ import pyaudio
 
 from kiosk.audio.capture import Capture
 from kiosk.audio.cues import CuePlayer
-from kiosk.audio.devices import AudioDeviceError, find_device, open_portaudio
+from kiosk.audio.devices import AudioDeviceError, Direction, find_device, open_portaudio
 from kiosk.audio.playback import Playback
 from kiosk.settings import AudioSettings
 
@@ -85,6 +85,8 @@ class AudioEngine:
         self._ready = False
         self._lost_reported = False
         self.last_error: str | None = None
+        self.missing: tuple[str, ...] = ()
+        """The parts that do not work while not ready: "microphone", "speaker" or both."""
         self.callback_errors = 0
         """Audio callbacks that raised, both directions, since start (for the metrics)."""
         self._errors_seen = (0, 0)  # capture, playback callback errors already accounted
@@ -261,10 +263,12 @@ class AudioEngine:
                                     ("speaker", self.playback, self.settings.output_device)):
             name = port.device_name or setting
             if not port.stream_active():
+                self.missing = (what,)
                 return (f"{what} {name!r} stopped (PortAudio ended the stream): unplugged? "
                         f"Retrying every {self.settings.device_retry_s:g} s.")
             gap = now - port.last_callback_at
             if gap > self.stall_s:
+                self.missing = (what,)
                 return (f"{what} {name!r} stopped delivering audio ({gap:.1f} s without a "
                         f"callback): unplugged or the sound server stalled? Retrying every "
                         f"{self.settings.device_retry_s:g} s.")
@@ -273,16 +277,23 @@ class AudioEngine:
     def _try_open(self) -> bool:
         with self._lock:
             self._close_all()
-            try:
-                self._pa = open_portaudio()
-                mic = find_device(self._pa, self.settings.input_device, "input")
-                spk = find_device(self._pa, self.settings.output_device, "output")
-                self.capture.open(self._pa, mic)
-                self.playback.open(self._pa, spk)
-            except AudioDeviceError as exc:
-                self.last_error = str(exc)
+            self._pa = open_portaudio()
+            problems: list[tuple[str, AudioDeviceError]] = []
+            direction: Direction
+            port: Capture | Playback
+            for what, port, setting, direction in (
+                    ("microphone", self.capture, self.settings.input_device, "input"),
+                    ("speaker", self.playback, self.settings.output_device, "output")):
+                try:  # both, so IT staff learn of two missing devices at once
+                    port.open(self._pa, find_device(self._pa, setting, direction))
+                except AudioDeviceError as exc:
+                    problems.append((what, exc))
+            if problems:
+                self.missing = tuple(what for what, _ in problems)
+                self.last_error = " ".join(str(exc) for _, exc in problems)
                 self._close_all()
                 return False
+            self.missing = ()
             self._ready = True
             self._paused = False
             self._idle_since = None

@@ -122,6 +122,8 @@ class Metrics:
         self._visits = 0
         self._presses = 0
         self._reconnects = 0
+        self._answers = 0
+        self._last_answer: float = math.nan  # unix time of the latest answer that played
         # Counters kept by other parts (the audio streams), read when the file is written:
         # name -> (help, read, total of earlier sources of the same name, last value read).
         self._sources: dict[str, tuple[str, Callable[[], int], int, int]] = {}
@@ -155,6 +157,8 @@ class Metrics:
                 self._answer.begin(change.at)
             elif change.new == State.SPEAKING:
                 self._answer.end(change.at)
+                self._answers += 1
+                self._last_answer = time.time()
             elif change.new in (State.ERROR, State.IDLE):
                 self._press_to_listening.cancel()
                 self._answer.cancel()
@@ -202,7 +206,8 @@ class Metrics:
                     doc, source, base, _ = self._sources[name]
                     self._sources[name] = (doc, source, base, value)
             state = self._state
-            counters = (self._visits, self._presses, self._reconnects)
+            counters = (self._visits, self._presses, self._reconnects, self._answers)
+            last_answer = self._last_answer
             errors = sorted(self._errors.items())
             health = sorted(self._health.items())
             latencies = [(lat.last, p95(lat.samples))
@@ -217,6 +222,7 @@ class Metrics:
                 ("visits", "Visits started (a press to the end of that conversation)."),
                 ("button_presses", "Button presses."),
                 ("reconnects", "Realtime links reopened after one was lost mid-visit."),
+                ("answers", "Answers that started playing (the proof a visit worked)."),
         ), counters, strict=True):
             out.append(Family(f"{PREFIX}_{name}_total", "counter", doc, [(k, value)]))
         for name, (doc, _source, base, _last) in sorted(sources.items()):
@@ -236,6 +242,9 @@ class Metrics:
                 out.append(Family(f"{PREFIX}_{name}_{stat}_seconds", "gauge",
                                   f"{doc}, {stat}, seconds (NaN before the first).",
                                   [(k, seconds)]))
+        out.append(Family(f"{PREFIX}_last_answer_timestamp_seconds", "gauge",
+                          "Unix time the latest answer started playing (NaN before the first).",
+                          [(k, last_answer)]))
         now = time.time()
         out.append(Family(f"{PREFIX}_start_time_seconds", "gauge",
                           "Unix time the daemon started.", [(k, self._started)]))
