@@ -58,23 +58,31 @@ if [[ -z $ROOT && $EUID -ne 0 ]]; then
     exit 1
 fi
 
-NAME=voice-kiosk
-PREFIX=/opt/voice-kiosk                       # path as seen by the running system
-VENV_DIR=$ROOT$PREFIX/venv                    # path as written by this script
-ETC_DIR=$ROOT/etc/voice-kiosk
+# Paths, the account and modes: systemd/layout.env, shared with the Debian package.
+# shellcheck source=systemd/layout.sh
+source "$SCRIPT_DIR/layout.sh"
+NAME=$KIOSK_NAME
+VENV_PATH=$KIOSK_VENV                         # path as seen by the running system
+VENV_DIR=$ROOT$VENV_PATH                      # path as written by this script
+PREFIX_DIR=$ROOT$KIOSK_PREFIX
+ETC=$KIOSK_ETC
+ETC_DIR=$ROOT$ETC
+CONFIG=$KIOSK_CONFIG
 UNIT_DIR=$ROOT/etc/systemd/system
 UNIT=$UNIT_DIR/$NAME.service
 WANTS_LINK=$UNIT_DIR/multi-user.target.wants/$NAME.service
-DROPIN=$UNIT_DIR/$NAME.service.d/credentials.conf
+DROPIN=$ROOT$KIOSK_CREDENTIALS_DROPIN
+# A local administrator's declarations go in /etc (a package's in /usr/lib).
 SYSUSERS=$ROOT/etc/sysusers.d/$NAME.conf
-# The command IT staff type (check-config, devices, test-audio) is on everyone's PATH.
+# The command IT staff type (check-config, devices, test-audio) is on everyone's PATH; in
+# /usr/local/bin because this is a local install (the Debian package links /usr/bin's).
 BIN_LINK=$ROOT/usr/local/bin/$NAME
 # node_exporter's textfile directory (Debian's path). It is prepared even before node_exporter
 # is installed: the unit's ReadWritePaths= only binds directories that exist when the service
 # starts, so one created later would need a restart.
-TEXTFILE_DIR=/var/lib/prometheus/node-exporter
+TEXTFILE_DIR=$KIOSK_TEXTFILE_DIR
 # Key files the service may use; each present one gets a LoadCredential= line.
-SECRETS=(gateway-api-key gateway-token gateway-password)
+mapfile -t SECRETS < <(layout_list "$KIOSK_SECRETS")
 
 say() { printf 'install.sh: %s\n' "$*"; }
 
@@ -120,13 +128,7 @@ create_user() {
     # A sysusers.d entry is the systemd way to declare a system user; systemd-sysusers
     # applies it to the tree it is pointed at (the host, or --root's own /etc/passwd).
     mkdir -p "$(dirname "$SYSUSERS")"
-    cat >"$SYSUSERS.tmp" <<'EOF'
-# voice-kiosk service account (installed by voice-kiosk's install.sh)
-u voice-kiosk - "voice-kiosk daemon" /var/lib/voice-kiosk
-g gpio -
-m voice-kiosk audio
-m voice-kiosk gpio
-EOF
+    layout_sysusers >"$SYSUSERS.tmp"
     chmod 0644 "$SYSUSERS.tmp"
     mv -f "$SYSUSERS.tmp" "$SYSUSERS"
     if command -v systemd-sysusers >/dev/null; then
@@ -145,12 +147,15 @@ EOF
             done
         fi
     elif [[ -z $ROOT ]]; then
-        getent group gpio >/dev/null || groupadd --system gpio
-        getent passwd "$NAME" >/dev/null || useradd --system --user-group \
-            --home-dir /var/lib/voice-kiosk --no-create-home --shell /usr/sbin/nologin "$NAME"
-        usermod -a -G audio,gpio "$NAME"
+        local group
+        while read -r group; do
+            getent group "$group" >/dev/null || groupadd --system "$group"
+        done < <(layout_list "$KIOSK_GROUPS")
+        getent passwd "$KIOSK_USER" >/dev/null || useradd --system --user-group \
+            --home-dir "$KIOSK_HOME" --no-create-home --shell /usr/sbin/nologin "$KIOSK_USER"
+        usermod -a -G "$KIOSK_GROUPS" "$KIOSK_USER"
     else
-        say "note: no systemd-sysusers; user $NAME will be created on first boot from $SYSUSERS"
+        say "note: no systemd-sysusers; user $KIOSK_USER will be created on first boot from $SYSUSERS"
     fi
 }
 
@@ -176,15 +181,15 @@ install_venv() {
     fi
     if [[ -n $ROOT ]]; then
         # Scripts name their interpreter by absolute path: make it the installed system's.
-        grep -rlF --null "$VENV_DIR" "$VENV_DIR/bin" | xargs -0r sed -i "s|$VENV_DIR|$PREFIX/venv|g"
+        grep -rlF --null "$VENV_DIR" "$VENV_DIR/bin" | xargs -0r sed -i "s|$VENV_DIR|$VENV_PATH|g"
     fi
-    say "installed $("$VENV_DIR/bin/python" -c 'import kiosk; print("voice-kiosk", kiosk.__version__)') into $PREFIX/venv"
+    say "installed $("$VENV_DIR/bin/python" -c 'import kiosk; print("voice-kiosk", kiosk.__version__)') into $VENV_PATH"
 }
 
 install_command() {
     mkdir -p "$(dirname "$BIN_LINK")"
-    ln -sfn "$PREFIX/venv/bin/$NAME" "$BIN_LINK"
-    say "command: $NAME (/usr/local/bin/$NAME -> $PREFIX/venv/bin/$NAME)"
+    ln -sfn "$VENV_PATH/bin/$NAME" "$BIN_LINK"
+    say "command: $NAME (/usr/local/bin/$NAME -> $VENV_PATH/bin/$NAME)"
 }
 
 user_id() { awk -F: -v u="$1" '$1 == u { print $3 }' "$ROOT/etc/passwd" 2>/dev/null || true; }
@@ -192,35 +197,35 @@ user_id() { awk -F: -v u="$1" '$1 == u { print $3 }' "$ROOT/etc/passwd" 2>/dev/n
 prepare_metrics_dir() {
     local dir=$ROOT$TEXTFILE_DIR uid
     mkdir -p "$dir"
-    uid=$(user_id "$NAME")
+    uid=$(user_id "$KIOSK_USER")
     if [[ -z $uid ]]; then
-        say "metrics: user $NAME not in $ROOT/etc/passwd yet; run install.sh again after first boot"
+        say "metrics: user $KIOSK_USER not in $ROOT/etc/passwd yet; run install.sh again after first boot"
     elif ! command -v setfacl >/dev/null; then
         say "metrics: setfacl missing (package acl); the service cannot write $TEXTFILE_DIR"
     elif setfacl -m "u:$uid:rwx" "$dir" 2>/dev/null; then
-        say "metrics: $NAME may write $TEXTFILE_DIR (set metrics.textfile to use it)"
+        say "metrics: $KIOSK_USER may write $TEXTFILE_DIR (set metrics.textfile to use it)"
     else
-        say "metrics: could not grant $NAME write access to $TEXTFILE_DIR (no ACL support?)"
+        say "metrics: could not grant $KIOSK_USER write access to $TEXTFILE_DIR (no ACL support?)"
     fi
 }
 
 install_config() {
     local gid
-    gid=$(group_id "$NAME")
+    gid=$(group_id "$KIOSK_GROUP")
     mkdir -p "$ETC_DIR"
-    chmod 0750 "$ETC_DIR"
+    chmod "$KIOSK_ETC_MODE" "$ETC_DIR"
     if [[ -n $gid ]]; then own "0:$gid" "$ETC_DIR"; fi
-    if [[ -e $ETC_DIR/config.yaml ]]; then
-        say "keeping existing /etc/voice-kiosk/config.yaml"
+    if [[ -e $ROOT$CONFIG ]]; then
+        say "keeping existing $CONFIG"
     elif [[ -f $SOURCE/config/voice-kiosk.yaml ]]; then
-        install -m 0640 "$SOURCE/config/voice-kiosk.yaml" "$ETC_DIR/config.yaml"
-        say "installed example config /etc/voice-kiosk/config.yaml: edit kiosk.id and gateway"
+        install -m "$KIOSK_CONFIG_MODE" "$SOURCE/config/voice-kiosk.yaml" "$ROOT$CONFIG"
+        say "installed example config $CONFIG: edit kiosk.id and gateway"
     else
-        say "warning: no config/voice-kiosk.yaml in $SOURCE; write /etc/voice-kiosk/config.yaml"
+        say "warning: no config/voice-kiosk.yaml in $SOURCE; write $CONFIG"
     fi
-    if [[ -f $ETC_DIR/config.yaml ]]; then
-        chmod 0640 "$ETC_DIR/config.yaml"
-        if [[ -n $gid ]]; then own "0:$gid" "$ETC_DIR/config.yaml"; fi
+    if [[ -f $ROOT$CONFIG ]]; then
+        chmod "$KIOSK_CONFIG_MODE" "$ROOT$CONFIG"
+        if [[ -n $gid ]]; then own "0:$gid" "$ROOT$CONFIG"; fi
     fi
 }
 
@@ -230,13 +235,13 @@ install_secrets() {
     for name in "${SECRETS[@]}"; do
         [[ -f $ETC_DIR/$name ]] || continue
         own 0:0 "$ETC_DIR/$name"
-        chmod 0600 "$ETC_DIR/$name"
-        lines+="LoadCredential=$name:/etc/voice-kiosk/$name"$'\n'
+        chmod "$KIOSK_SECRET_MODE" "$ETC_DIR/$name"
+        lines+="LoadCredential=$name:$ETC/$name"$'\n'
     done
     if [[ -n $lines ]]; then
         mkdir -p "$(dirname "$DROPIN")"
-        printf '# Written by install.sh for the key files present in /etc/voice-kiosk.\n[Service]\n%s' \
-            "$lines" >"$DROPIN.tmp"
+        printf '# Written by install.sh for the key files present in %s.\n[Service]\n%s' \
+            "$ETC" "$lines" >"$DROPIN.tmp"
         chmod 0644 "$DROPIN.tmp"
         mv -f "$DROPIN.tmp" "$DROPIN"
         say "credentials: $(grep -c '^LoadCredential=' "$DROPIN") key file(s) passed via LoadCredential="
@@ -244,8 +249,8 @@ install_secrets() {
         rm -f "$DROPIN"
         rmdir "$(dirname "$DROPIN")" 2>/dev/null || true
         say "no key file yet. For a gateway API key, as root:"
-        say "  install -m 0600 /dev/null /etc/voice-kiosk/gateway-api-key"
-        say "  printf '%s' 'va_k_...' > /etc/voice-kiosk/gateway-api-key   # then run install.sh again"
+        say "  install -m $KIOSK_SECRET_MODE /dev/null $ETC/gateway-api-key"
+        say "  printf '%s' 'va_k_...' > $ETC/gateway-api-key   # then run install.sh again"
         say "  and in config.yaml: api_key_file: \${CREDENTIALS_DIRECTORY}/gateway-api-key"
     fi
 }
@@ -271,13 +276,13 @@ uninstall() {
     rm -f "$UNIT" "$WANTS_LINK" "$DROPIN" "$SYSUSERS"
     [[ -L $BIN_LINK ]] && rm -f "$BIN_LINK"
     rmdir "$(dirname "$DROPIN")" "$(dirname "$WANTS_LINK")" 2>/dev/null || true
-    rm -rf "$ROOT$PREFIX"
+    rm -rf "$PREFIX_DIR"
     if systemd_running; then
         systemctl daemon-reload
     fi
-    say "removed service, unit and $PREFIX"
-    say "kept /etc/voice-kiosk (config and keys), /var/lib/voice-kiosk and user $NAME"
-    say "(delete them by hand if the kiosk is retired: userdel $NAME; rm -r /etc/voice-kiosk)"
+    say "removed service, unit and $KIOSK_PREFIX"
+    say "kept $ETC (config and keys), $KIOSK_HOME and user $KIOSK_USER"
+    say "(delete them by hand if the kiosk is retired: userdel $KIOSK_USER; rm -r $ETC $KIOSK_HOME)"
 }
 
 if ((UNINSTALL)); then
