@@ -15,6 +15,7 @@ from types import FrameType
 
 import pytest
 
+from tests.installed.debs import Build, ensure_debs
 from tests.installed.kiosk_service import (
     KIOSK_ID,
     Service,
@@ -56,6 +57,17 @@ def rootfs(priv: Privileges) -> Path:
     for name in sweep_stale(priv):
         _log(f"removed a stale container: {name}")
     return ensure_rootfs(priv, log=_log)
+
+
+@pytest.fixture(scope="session")
+def debs() -> tuple[Build, Build]:
+    """The Debian package (packaging/build-deb.sh) at the checkout's version and a higher
+    one from the same source, built on this machine when their sources changed (about a
+    minute each), else from the cache."""
+    try:
+        return ensure_debs(log=_log)
+    except RigError as exc:
+        pytest.fail(f"the package does not build: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -127,19 +127,30 @@ def setup_rig_pins(box: Container) -> None:
     box.run(["systemctl", "daemon-reload"], check=True)
 
 
-def start_gateway(box: Container) -> dict[str, str]:
+def start_gateway(box: Container, python: str = VENV_PYTHON) -> dict[str, str]:
     """The built-in simulator as the hospital's gateway: a separate process on the
-    container's loopback at fixed ports, started like any other service. Returns its URL
-    and an API key it accepts (which it writes once it listens)."""
+    container's loopback at fixed ports, started like any other service, by `python` (the
+    installed kiosk's, or a copy's: see `rig_kiosk_copy`). Returns its URL and an API key
+    it accepts (which it writes once it listens)."""
     box.run(["install", "-d", "-m", "0700", RIG_DIR], check=True)
     box.run(["rm", "-f", GATEWAY_KEY], check=True)
     box.run(["systemd-run", f"--unit={GATEWAY_UNIT}", "--property=Type=exec",
-             "--description=Simulated voice gateway (voice-kiosk test rig)", VENV_PYTHON,
+             "--description=Simulated voice gateway (voice-kiosk test rig)", python,
              "-m", "kiosk.sim", "--gateway-port", str(GATEWAY_PORT), "--realtime-port",
              str(GATEWAY_PORT + 1), "--api-key-file", GATEWAY_KEY], check=True)
     wait_until(lambda: box.exists(GATEWAY_KEY), 30, "the simulated gateway to listen")
     return {"gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}",
             "api_key": box.read(GATEWAY_KEY).strip()}
+
+
+def rig_kiosk_copy(box: Container, deb: str, dest: str = "/opt/voice-kiosk-rig/kiosk") -> str:
+    """The kiosk's virtual environment unpacked from a .deb already in the container into
+    `dest`, not installed: the test rig's own copy, to run the simulated gateway before (or
+    without) the package under test. Returns its interpreter."""
+    box.run(["rm", "-rf", dest], check=True)
+    box.run(["dpkg-deb", "-x", deb, dest], check=True, timeout=120)
+    # A virtual environment runs from anywhere through its own interpreter (pyvenv.cfg).
+    return f"{dest}{VENV_PYTHON}"
 
 
 def install_key(box: Container, key: str) -> None:
@@ -260,6 +271,14 @@ class Service:
         """Wait until the kiosk logs a change into `state`; the states seen so far."""
         return wait_until(lambda: when(seen := self.states(after), state in seen),
                           timeout_s, f"the kiosk to enter {state!r}", interval_s=0.2)
+
+    def selfcheck(self) -> list[str]:
+        """The self-check lines the running service logged at its start (this invocation
+        only; READY=1 comes after them)."""
+        invocation = self.show("InvocationID")["InvocationID"]
+        return [e.message for e in self.entries()
+                if e.fields.get("_SYSTEMD_INVOCATION_ID") == invocation and e.from_kiosk
+                and e.message.startswith("self-check: ")]
 
     def journal_tail(self, lines: int = 40) -> str:
         return self.box.run(["journalctl", "-u", UNIT, "-n", str(lines), "--no-pager"]).stdout

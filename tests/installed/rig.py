@@ -55,10 +55,11 @@ USER_PATH = "/usr/local/bin:/usr/bin:/bin"
 BASE_PACKAGES = ("systemd-sysv", "dbus", "sudo", "ca-certificates", "libpam-systemd",
                  "python3", "curl")
 # Downloaded into apt's cache only, so the README's commands install them without waiting
-# for the network: the kiosk's package lists, the rig's sound server and tools, and what
-# the metrics test installs. Nothing here is installed in the pristine root.
+# for the network: the kiosk's package lists, the rig's sound server and tools, what the
+# metrics test installs, and Ansible for the deployment test (python3-apt for its apt
+# module). Nothing here is installed in the pristine root.
 RIG_PACKAGES = ("pulseaudio", "pulseaudio-utils", "libasound2-plugins", "alsa-utils",
-                "acl", "strace", "prometheus-node-exporter")
+                "acl", "strace", "prometheus-node-exporter", "ansible-core", "python3-apt")
 PACKAGE_LISTS = (REPO / "systemd/packages-runtime.txt", REPO / "systemd/packages-dev.txt")
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
