@@ -76,8 +76,11 @@ stage=$work/voice-kiosk-$version
 # -- the source, as a clean checkout has it ----------------------------------------------------
 mkdir -p "$stage"
 if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    # Regular files only (a tracked file deleted in the work tree is left out).
+    # shellcheck disable=SC2016  # the inner shell expands $f
     git -C "$top" ls-files -z -co --exclude-standard \
-        | (cd "$top" && xargs -0 -r sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' sh) \
+        | (cd "$top" && xargs -0 -r sh -c \
+            'for f; do if [ -f "$f" ] && [ ! -L "$f" ]; then printf "%s\0" "$f"; fi; done' sh) \
         | tar -C "$top" --null -T - -cf - | tar -C "$stage" -xf -
     epoch=$(git -C "$top" log -1 --format=%ct 2>/dev/null || date +%s)
 else
