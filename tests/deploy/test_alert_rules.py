@@ -293,3 +293,17 @@ def test_a_missing_promtool_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("PROMTOOL", str(tmp_path / "no-such-promtool"))
     with pytest.raises(PromtoolUnavailable, match="PROMTOOL="):
         find_promtool()
+
+
+def test_the_readme_prometheus_configuration_loads_the_rules(promtool: Path, tmp_path: Path):
+    """The README's prometheus.yml, with the rules where its install command puts them."""
+    readme = (RULES.parents[2] / "README.md").read_text()
+    m = re.search(r"```yaml\n(# /etc/prometheus/prometheus\.yml\n.*?)```", readme, re.DOTALL)
+    assert m, "the README shows a prometheus.yml"
+    installed = "/etc/prometheus/rules/voice-kiosk.rules.yml"
+    assert installed in m.group(1) and f"voice-kiosk.rules.yml {installed}" in readme
+    config = tmp_path / "prometheus.yml"
+    config.write_text(m.group(1).replace(installed, str(RULES)))
+    result = run_promtool(promtool, "check", "config", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(load_rules())} rules found" in result.stdout
