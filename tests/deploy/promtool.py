@@ -33,8 +33,9 @@ class PromtoolUnavailable(RuntimeError):
 
 
 def _run(argv: list[str], cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LC_ALL": "C"}  # apt-cache's "Candidate:" is translated otherwise
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
-                          cwd=cwd)
+                          cwd=cwd, env=env)
 
 
 def installed_version() -> str | None:
