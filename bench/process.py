@@ -42,6 +42,7 @@ from bench.harness import (  # noqa: E402
     interrupt_on_sigterm,
 )
 from bench.procstat import python_thread_names, sample  # noqa: E402
+from kiosk.audio.playback import BLOCK_MS  # noqa: E402
 from kiosk.audio.virtual import MIC_DEVICE, SPEAKER_DEVICE, VirtualAudio  # noqa: E402
 from kiosk.sim.remote import SimulatorProcess  # noqa: E402
 
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
         _progress("idle", results.idle.wall_s)
         names = python_thread_names(daemon.pid, args.py_spy)
         if args.latency_runs > 0:
-            block = RATE * int(config["audio"]["frame_ms"]) // 1000
+            block = RATE * BLOCK_MS // 1000  # the kiosk's output block, for the reference
             results.latencies = latency.measure(ctx, args.latency_runs, block)
             _progress("latencies", args.latency_runs)
         results.listening = phases.listening(ctx, args.listen_s)

@@ -102,7 +102,9 @@ class AudioSettings:
                                   kind="device")
     output_device: str | int = opt("default", "Speaker: name substring, index or default.",
                                    kind="device")
-    frame_ms: int = opt(20, "Capture frame and send chunk length, ms.", range=(10, 100))
+    frame_ms: int = opt(100, "Microphone block and send chunk length, ms. Each one wakes the "
+                             "kiosk: 100 costs a fifth of the CPU of 20 and delays what the "
+                             "service hears by at most that long.", range=(10, 100))
     input_gain_db: float = opt(0.0, "Microphone gain, dB.", range=(-20, 30))
     volume: int = opt(80, "Answer volume, percent.", range=(0, 100))
     prebuffer_ms: int = opt(60, "Answer audio queued before playback starts, ms.",

@@ -30,7 +30,6 @@ import numpy as np
 import pyaudio
 
 from kiosk.audio.devices import (
-    AudioDeviceError,
     DeviceInfo,
     choose_format,
     close_stream,
@@ -153,23 +152,31 @@ class Capture:
         return stream_is_active(self._stream)
 
     def pause(self) -> None:
-        """Close the stream while the kiosk is idle: no callbacks, no sound-server threads.
-        The device, format and buffers are kept for `resume`."""
+        """Close the stream while no visit needs it: no callbacks, no sound-server threads.
+        Audio kept so far (armed) and the format are kept for `resume`; when not armed the
+        buffers are rebuilt, so their pages return to the system."""
         stream, self._stream = self._stream, None
         close_stream(stream)
+        p = self._pipe
+        if p is not None and not self._armed:
+            self.prepare(p.rate_hz, p.channels)
 
-    def resume(self) -> None:
-        """Open the stream again on the same device and format (about 40 ms to the first
-        microphone callback, 1-5 ms for the speaker through PulseAudio). Raises
-        `AudioDeviceError` when the device is gone."""
+    def resume(self, pa: pyaudio.PyAudio, device: DeviceInfo) -> None:
+        """Open the stream again (about 40 ms to the first callback through PulseAudio), on
+        `pa` (PortAudio may have been restarted meanwhile). Keeps what was captured when the
+        device still offers the same format. Raises `AudioDeviceError`."""
         if self._stream is not None:
             return
-        if self._pipe is None or self._pa is None or self._device is None:
-            raise AudioDeviceError("input stream cannot be reopened: never opened")
-        self.last_callback_at = time.monotonic()  # grace period until the first callback
+        rate, ch = choose_format(pa, device, "input", None)
         p = self._pipe
-        self._stream = open_stream(self._pa, self._device, "input", p.rate_hz, p.channels,
-                                   p.block, self.callback)
+        if p is None or (p.rate_hz, p.channels) != (rate, ch):
+            self.prepare(rate, ch)
+            p = self._pipe
+        assert p is not None
+        self.last_callback_at = time.monotonic()  # grace period until the first callback
+        self._stream = open_stream(pa, device, "input", rate, ch, p.block, self.callback)
+        self._pa, self._device = pa, device
+        self.device_name = device.name
 
     def set_wake(self, wake: Callable[[], None] | None) -> None:
         """Called (from any thread, must not block) when this side needs a running stream."""

@@ -61,7 +61,10 @@ def _gap(dur_s: float) -> np.ndarray:
 def synthesize(name: str) -> np.ndarray:
     """The built-in cue `name` as 24 kHz int16 at full cue level."""
     if name == "listening":
-        x = np.concatenate([_tone(660, 0.09), _gap(0.03), _tone(880, 0.12)])
+        # 0.19 s: with the echo gate the microphone is kept from its end (plus the device's
+        # latency and a margin), which must come before the 300 ms after the press when a
+        # patient starts to talk.
+        x = np.concatenate([_tone(660, 0.07), _gap(0.02), _tone(880, 0.10)])
     elif name == "ended":
         x = np.concatenate([_tone(880, 0.09), _gap(0.03), _tone(587, 0.14)])
     elif name == "error":

@@ -1,29 +1,28 @@
 """AudioEngine: owns PortAudio, the microphone, the speaker and the cues, and keeps them up.
 
-`start()` opens both devices at once. If one is missing, the engine reports
+`start()` checks that both devices open. If one is missing, the engine reports
 ``("lost", message)`` to its listener -- the message names the device and lists the ones that
 exist -- and a supervisor thread retries every ``device_retry_s``, re-initialising PortAudio
 each time (PortAudio only scans for devices when it starts, so this is how a replugged USB
 device is found). When both devices open again it reports ``("ready", message)``.
 
-The same supervisor watches running streams: when PortAudio stops a stream, or its callbacks
-stop arriving (an unplugged device, a stalled sound server), it reports ``"lost"``, closes
-everything and goes back to retrying. `capture`, `playback` and `cues` stay the same objects
-throughout, so the conversation never needs new references.
+A stream runs only while something needs it: the microphone while a visit keeps it armed, the
+speaker while it has something to play (an answer, a cue, the device's tail). Idle, both are
+closed and PortAudio itself is shut down (its device probing maps ~19 MiB of ALSA plugins and
+keeps its threads); the supervisor sleeps until capture.arm() or anything to play wakes it,
+then reopens what is needed: about 1-5 ms for the speaker and 40 ms to the first microphone
+callback through PulseAudio, plus PortAudio's start (40 ms here). Stopped-but-open streams
+were tried first: restarting one whose device had vanished hung inside PortAudio; reopening
+fails cleanly instead. `audio.stop_when_idle: false` keeps both running all the time (for a
+USB speaker that clicks when its stream starts).
 
-Idle costs nothing: when no visit keeps the microphone armed and nothing plays, the engine
-*pauses*: it closes both streams (PortAudio's callbacks and the sound server's client threads
-stop; device, format and buffers are kept) and its supervisor sleeps until something needs
-sound. A press (the chime, the armed microphone) reopens them within milliseconds. (Stopped
-but open streams would be cheaper to restart, but a stopped stream whose device vanished can
-hang the restart forever; reopening fails cleanly instead.) `audio.stop_when_idle: false`
-keeps them running (for a USB speaker that clicks when its stream starts).
-
-Failures cannot hide: an exception inside an audio callback (which PortAudio would swallow)
-is logged once with its traceback and counted (`callback_errors`, exported as a metric); when
-callbacks keep failing the streams are treated as lost and reopened. The supervisor itself
-survives any exception (logged, streams restarted), and `alive()` checks that it runs, so the
-systemd watchdog restarts a kiosk whose audio is truly stuck.
+While a stream runs the supervisor watches it: when PortAudio ends it, or its callbacks stop
+arriving (an unplugged device, a stalled sound server), it reports ``"lost"``, closes
+everything and goes back to retrying. Failures cannot hide: an exception inside an audio
+callback (which PortAudio would swallow) is logged once with its traceback and counted
+(`callback_errors`, exported as a metric); when callbacks keep failing the streams are lost
+and reopened. The supervisor survives any exception of its own, and `alive()` checks that it
+runs. `capture`, `playback` and `cues` stay the same objects throughout.
 
 Example::
 
@@ -71,19 +70,17 @@ class AudioEngine:
             # nor a cue can echo back to the server; the button still interrupts.
             self.capture.set_gate_source(lambda: self.playback.busy)
         self._listener = listener
-        self._need = threading.Event()  # something needs running streams (or stop())
+        self._need = threading.Event()  # something needs a stream (or stop())
         self.capture.set_wake(self._need.set)
         self.playback.set_wake(self._need.set)
-        self._paused = False
-        self._idle_since: float | None = None
-        self.pauses = 0
-        """Times the streams were paused because the kiosk was idle."""
         self._pa: pyaudio.PyAudio | None = None
         self._lock = threading.Lock()  # open/close of devices
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ready = False
         self._lost_reported = False
+        self._next_retry = 0.0
+        self._idle_since: dict[str, float | None] = {"microphone": None, "speaker": None}
         self.last_error: str | None = None
         self.missing: tuple[str, ...] = ()
         """The parts that do not work while not ready: "microphone", "speaker" or both."""
@@ -91,36 +88,34 @@ class AudioEngine:
         """Audio callbacks that raised, both directions, since start (for the metrics)."""
         self._errors_seen = (0, 0)  # capture, playback callback errors already accounted
         self._failing_polls = 0
+        self.pauses = 0
+        """Times a stream was closed because nothing needed it."""
         # A callback gap longer than this means the device stopped delivering. Generous:
         # on a busy 2-core machine, sound servers and callbacks can lag by half a second,
         # and a false "lost" would show the patient an error.
         self.stall_s = 2.0
-        # Idle this long (nothing armed, nothing playing) before the streams are paused: the
-        # gap between the end chime and a quick second press costs no restart.
+        # Unneeded this long before a stream is closed: the gap between the end chime and a
+        # quick second press, or between two answers, costs no reopening.
         self.idle_grace_s = 1.0
 
     # -- AudioPort -----------------------------------------------------------------------
 
     def alive(self) -> bool:
-        """The supervisor runs and both devices are open; unless paused (idle), both streams
-        run and their callbacks were seen within `stall_s`."""
-        now = time.monotonic()
+        """The supervisor runs and the devices are present; every open stream runs and its
+        callbacks were seen within `stall_s` (a closed stream is simply not needed now)."""
         if not (self.supervisor_alive() and self._ready):
             return False
-        if self._paused:
-            return True
-        return (self.capture.stream_active() and self.playback.stream_active()
-                and now - self.capture.last_callback_at < self.stall_s
-                and now - self.playback.last_callback_at < self.stall_s)
+        now = time.monotonic()
+        for port in (self.capture, self.playback):
+            if port.is_open and (not port.stream_active()
+                                 or now - port.last_callback_at >= self.stall_s):
+                return False
+        return True
 
     @property
     def paused(self) -> bool:
-        """True while the streams are paused because the kiosk is idle."""
-        return self._paused
-
-    def _wanted(self) -> bool:
-        """A visit keeps the microphone armed, or the speaker has something to play."""
-        return self.capture.armed or self.playback.busy
+        """True while no stream is open because nothing needs one (the kiosk is idle)."""
+        return self._ready and not self.capture.is_open and not self.playback.is_open
 
     def supervisor_alive(self) -> bool:
         """The thread that watches and reopens the devices is running."""
@@ -128,16 +123,17 @@ class AudioEngine:
 
     @property
     def ready(self) -> bool:
-        """True while both devices are open (False while waiting for a device to return)."""
+        """True while both devices are present (False while waiting for one to return)."""
         return self._ready
 
     # -- life cycle ----------------------------------------------------------------------
 
     def start(self) -> bool:
-        """Open both devices now; True on success. Keeps retrying in the background if not."""
+        """Check both devices now; True on success. Keeps retrying in the background if not."""
         ok = self._try_open()
         if not ok:
             self._report_lost(self.last_error or "audio devices unavailable")
+        self._next_retry = time.monotonic() + self.settings.device_retry_s
         self._thread = threading.Thread(target=self._supervise, name="audio-supervisor",
                                         daemon=True)
         self._thread.start()
@@ -160,10 +156,9 @@ class AudioEngine:
             log.error("audio: the devices did not close (a sound-system call hangs)")
         self.playback.shutdown()
 
-    # -- internals -----------------------------------------------------------------------
+    # -- the supervisor ------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        self._next_retry = time.monotonic() + self.settings.device_retry_s
         while not self._stop.is_set():
             try:
                 wait_s = self._supervise_once()
@@ -172,8 +167,8 @@ class AudioEngine:
                 self._lose(f"audio supervisor error ({type(exc).__name__}: {exc}); restarting "
                            "the audio")
                 wait_s = self.settings.device_retry_s
-            # Asleep while paused (None: until something needs sound); polling only while
-            # the streams run or a device is missing.
+            # Asleep while nothing runs (None: until something needs sound); polling only
+            # while a stream runs or a device is missing.
             self._need.wait(wait_s)
             self._need.clear()
 
@@ -182,49 +177,64 @@ class AudioEngine:
         poll_s = min(0.25, self.stall_s / 4)
         now = time.monotonic()
         if not self._ready:
-            if now >= self._next_retry:
-                if self._try_open():
-                    self._lost_reported = False
-                    self._notify("ready", self._describe())
-                self._next_retry = time.monotonic() + self.settings.device_retry_s
-            return max(0.01, self._next_retry - time.monotonic()) if not self._ready else poll_s
-        if self._paused:
-            if not self._wanted():
-                return None
-            self._resume()
-            return poll_s
+            if now < self._next_retry:
+                return self._next_retry - now
+            if self._try_open():
+                self._lost_reported = False
+                self._notify("ready", self._describe())
+            self._next_retry = time.monotonic() + self.settings.device_retry_s
+            return poll_s if self._ready else self.settings.device_retry_s
         problem = self._callback_problem() or self._health_problem()
         if problem:
             self._lose(problem)
             return self.settings.device_retry_s
-        if self._wanted() or not self.settings.stop_when_idle:
-            self._idle_since = None
-        elif self._idle_since is None:
-            self._idle_since = now
-        elif now - self._idle_since >= self.idle_grace_s:
-            self._pause()
+        try:
+            for what, port, wanted in (("speaker", self.playback, self.playback.busy),
+                                       ("microphone", self.capture, self.capture.armed)):
+                self._follow(what, port, wanted or not self.settings.stop_when_idle, now)
+        except AudioDeviceError as exc:
+            self._lose(f"{exc} Retrying every {self.settings.device_retry_s:g} s.")
+            return self.settings.device_retry_s
+        if not self.capture.is_open and not self.playback.is_open:
+            self._release_portaudio()
             return None
         return poll_s
 
-    def _pause(self) -> None:
-        with self._lock:
-            self.capture.pause()
-            self.playback.pause()
-            self._paused = True
-            self.pauses += 1
-        self._idle_since = None
-        log.debug("audio: idle, streams paused")
+    def _follow(self, what: str, port: Capture | Playback, wanted: bool, now: float) -> None:
+        """Open a stream that is needed (the speaker first: a chime waits for it), close one
+        that has not been needed for `idle_grace_s`."""
+        if wanted:
+            self._idle_since[what] = None
+            if not port.is_open:
+                with self._lock:
+                    pa = self._portaudio()
+                    setting = (self.settings.output_device if what == "speaker"
+                               else self.settings.input_device)
+                    port.resume(pa, find_device(pa, setting,
+                                                "output" if what == "speaker" else "input"))
+                log.debug("audio: %s stream opened", what)
+        elif port.is_open:
+            since = self._idle_since[what]
+            if since is None:
+                self._idle_since[what] = now
+            elif now - since >= self.idle_grace_s:
+                with self._lock:
+                    port.pause()
+                self._idle_since[what] = None
+                self.pauses += 1
+                log.debug("audio: %s not needed, stream closed", what)
 
-    def _resume(self) -> None:
-        try:
-            with self._lock:
-                self.playback.resume()  # first: the chime at a press is waiting for it
-                self.capture.resume()
-                self._paused = False
-        except AudioDeviceError as exc:
-            self._lose(f"{exc} Retrying every {self.settings.device_retry_s:g} s.")
-            return
-        log.debug("audio: streams resumed")
+    def _portaudio(self) -> pyaudio.PyAudio:
+        if self._pa is None:
+            self._pa = open_portaudio()
+        return self._pa
+
+    def _release_portaudio(self) -> None:
+        """Both streams are closed: shut PortAudio down too (memory, threads)."""
+        with self._lock:
+            if self._pa is not None and not self.capture.is_open and not self.playback.is_open:
+                pa, self._pa = self._pa, None
+                pa.terminate()
 
     def _lose(self, problem: str) -> None:
         with self._lock:
@@ -253,6 +263,7 @@ class AudioEngine:
                       type(exc).__name__, exc_info=exc, extra={"error_kind": "device"})
         if self._failing_polls >= 3:
             self._failing_polls = 0
+            self.missing = (which,)
             return (f"the {which} callback keeps failing ({type(exc).__name__}: {exc}); "
                     f"reopening the audio devices every {self.settings.device_retry_s:g} s")
         return None
@@ -261,6 +272,8 @@ class AudioEngine:
         now = time.monotonic()
         for what, port, setting in (("microphone", self.capture, self.settings.input_device),
                                     ("speaker", self.playback, self.settings.output_device)):
+            if not port.is_open:
+                continue
             name = port.device_name or setting
             if not port.stream_active():
                 self.missing = (what,)
@@ -275,6 +288,8 @@ class AudioEngine:
         return None
 
     def _try_open(self) -> bool:
+        """Find and open both devices (PortAudio rescans them now); they close again by
+        themselves once nothing needs them."""
         with self._lock:
             self._close_all()
             self._pa = open_portaudio()
@@ -295,15 +310,13 @@ class AudioEngine:
                 return False
             self.missing = ()
             self._ready = True
-            self._paused = False
-            self._idle_since = None
+            self._idle_since = {"microphone": None, "speaker": None}
             self.last_error = None
         log.info("audio ready: %s", self._describe())
         return True
 
     def _close_all(self) -> None:
         self._ready = False
-        self._paused = False
         self.capture.close()
         self.playback.close()
         if self._pa is not None:

@@ -33,7 +33,6 @@ import numpy as np
 import pyaudio
 
 from kiosk.audio.devices import (
-    AudioDeviceError,
     DeviceInfo,
     choose_format,
     close_stream,
@@ -49,7 +48,7 @@ Listener = Callable[[str, str], None]
 log = logging.getLogger(__name__)
 
 FADE_MS = 5
-_BLOCK_MS = 20  # output callback block; flush takes effect within one of these
+BLOCK_MS = 20  # output callback block; flush takes effect within one of these
 _KEEP_ITEMS = 64  # finished items remembered for played_ms()
 
 
@@ -76,7 +75,7 @@ class _Device:
     def __init__(self, settings: AudioSettings, rate_hz: int, channels: int) -> None:
         self.rate_hz = rate_hz
         self.channels = channels
-        self.block = rate_hz * _BLOCK_MS // 1000
+        self.block = rate_hz * BLOCK_MS // 1000
         self.fade_n = max(1, rate_hz * FADE_MS // 1000)
         self.ramp_down = np.linspace(1.0, 0.0, self.fade_n, dtype=np.float32)
         self.ramp_up = self.ramp_down[::-1].copy()
@@ -168,23 +167,31 @@ class Playback:
         return stream_is_active(self._stream)
 
     def pause(self) -> None:
-        """Close the stream while the kiosk is idle: no callbacks, no sound-server threads.
-        The device, format and buffers are kept for `resume`."""
+        """Close the stream while nothing plays: no callbacks, no sound-server threads. When
+        nothing is queued the buffers are rebuilt, so their pages return to the system (the
+        answer ring is two minutes long)."""
         stream, self._stream = self._stream, None
         close_stream(stream)
+        with self._lock:
+            dev = self._dev
+            if not self._items and self._cue is None:
+                self._dev = _Device(self._settings, dev.rate_hz, dev.channels)
 
-    def resume(self) -> None:
-        """Open the stream again on the same device and format (about 40 ms to the first
-        microphone callback, 1-5 ms for the speaker through PulseAudio). Raises
-        `AudioDeviceError` when the device is gone."""
+    def resume(self, pa: pyaudio.PyAudio, device: DeviceInfo) -> None:
+        """Open the stream again (1-5 ms to the first callback through PulseAudio), on `pa`
+        (PortAudio may have been restarted meanwhile). Keeps what is queued (the chime that
+        asked for the stream) when the device still offers the same format. Raises
+        `AudioDeviceError`."""
         if self._stream is not None:
             return
-        if self._pa is None or self._device is None:
-            raise AudioDeviceError("output stream cannot be reopened: never opened")
+        rate, ch = choose_format(pa, device, "output", None)
+        if (self._dev.rate_hz, self._dev.channels) != (rate, ch):
+            self.prepare(rate, ch)
         self.last_callback_at = time.monotonic()  # grace period until the first callback
-        dev = self._dev
-        self._stream = open_stream(self._pa, self._device, "output", dev.rate_hz, dev.channels,
-                                   dev.block, self.callback)
+        self._stream = open_stream(pa, device, "output", rate, ch, self._dev.block,
+                                   self.callback)
+        self._pa, self._device = pa, device
+        self.device_name = device.name
 
     def set_wake(self, wake: Callable[[], None] | None) -> None:
         """Called (from any thread, must not block) when this side needs a running stream."""

@@ -105,7 +105,11 @@ def test_speaker_removed_mid_stream_alive_goes_false_then_recovers(rig, engine_e
     make, events = engine_events
     engine = make()
     assert engine.start()
-    engine.capture.arm()  # a visit: the streams run
+    engine.playback.write("long", tone(300.0, 10.0).tobytes())  # an answer: the speaker runs
+    deadline = time.monotonic() + 5
+    while not engine.playback.stream_active():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     rig.remove_speaker()
     try:
         deadline = time.monotonic() + 10
