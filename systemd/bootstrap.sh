@@ -64,7 +64,7 @@ case "$what" in
     venv) say "ready: .venv/bin/voice-kiosk --help" ;;
     demo) exec .venv/bin/voice-kiosk demo "$@" ;;
     test)
-        .venv/bin/ruff check kiosk tests bench
+        .venv/bin/ruff check kiosk tests bench packaging deploy
         .venv/bin/mypy  # configured in pyproject.toml: strict on the conversation's core
         exec .venv/bin/python -m pytest "$@" ;;
     bench)  # exit code 1 when a goal is missed; bench/audio.py is a profile, run by hand

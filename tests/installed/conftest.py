@@ -60,12 +60,12 @@ def rootfs(priv: Privileges) -> Path:
 
 
 @pytest.fixture(scope="session")
-def debs() -> tuple[Build, Build]:
+def debs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Build, Build]:
     """The Debian package (packaging/build-deb.sh) at the checkout's version and a higher
     one from the same source, built on this machine when their sources changed (about a
-    minute each), else from the cache."""
+    minute each), else from the cache; this run's own copy of them."""
     try:
-        return ensure_debs(log=_log)
+        return ensure_debs(tmp_path_factory.mktemp("debs"), log=_log)
     except RigError as exc:
         pytest.fail(f"the package does not build: {exc}", pytrace=False)
 

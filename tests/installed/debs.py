@@ -84,11 +84,14 @@ def _build(version: str, out: Path, lintian: bool) -> float:
     return time.monotonic() - started
 
 
-def ensure_debs(log: Callable[[str], None] | None = None) -> tuple[Build, Build]:
-    """The package at the checkout's version and its upgrade, built if not cached.
+def ensure_debs(into: Path, log: Callable[[str], None] | None = None) -> tuple[Build, Build]:
+    """The package at the checkout's version and its upgrade, built if not cached, and
+    copied with build-deb.sh's other outputs into `into` (this test run's own directory).
 
     A lock keeps two test runs from building at once; other source states' builds are
-    deleted once these exist."""
+    deleted once these exist. That is why each run works on its own copy: another
+    checkout's run (another branch on the same machine) may delete this state's cache
+    folder while this run still uses the packages."""
     base = kiosk_version()
     versions = (base, base + UPGRADE_SUFFIX)
     arch = host_arch()
@@ -114,10 +117,13 @@ def ensure_debs(log: Callable[[str], None] | None = None) -> tuple[Build, Build]
                 produced.rename(folder / produced.name)
             partial.rmdir()
             timings_file.write_text(json.dumps(timings))
+        into.mkdir(parents=True, exist_ok=True)
+        for produced in folder.iterdir():
+            shutil.copy2(produced, into / produced.name)
         for old in cache.iterdir():
             if old.is_dir() and old != folder:
                 shutil.rmtree(old, ignore_errors=True)
-    builds = tuple(Build(v, folder / f"voice-kiosk_{v}_{arch}.deb", timings[v])
+    builds = tuple(Build(v, into / f"voice-kiosk_{v}_{arch}.deb", timings[v])
                    for v in versions)
     return builds[0], builds[1]
 

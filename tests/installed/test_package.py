@@ -244,8 +244,8 @@ def runtime_closure(dists: list[dict[str, Any]], root: str) -> set[str]:
     """The distributions `root` needs at run time on this interpreter (no extras), by the
     markers of its requirements: what its environment must hold, and nothing else."""
     by_name = {normalized(d["name"]): d for d in dists}
-    env = {**default_environment(), "python_version": "3.11", "sys_platform": "linux",
-           "platform_system": "Linux", "extra": ""}
+    env: dict[str, str] = {**default_environment(), "python_version": "3.11",
+                           "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
     needed: set[str] = set()
     todo = [root]
     while todo:
