@@ -159,8 +159,8 @@ def test_normalise_levels_speech_and_caps_peaks():
 def test_the_right_sentence_answers_the_right_error(tmp_path):
     files = {"unavailable": write_wav(tmp_path / "u.wav", tone(440, 1.0), 24000),
              "out_of_order": write_wav(tmp_path / "o.wav", tone(660, 1.0), 24000)}
-    s = settings(audio="  volume: 70\n  prompt_files: {unavailable: %s, out_of_order: %s}\n"
-                 % (files["unavailable"], files["out_of_order"]))
+    s = settings(audio=f"  volume: 70\n  prompt_files: {{unavailable: {files['unavailable']}, "
+                       f"out_of_order: {files['out_of_order']}}}\n")
     fake = RecordingPlayback()
     spoken = SpokenPrompts(s, fake, cache_dir=tmp_path)  # type: ignore[arg-type]
     spoken.prepare()
