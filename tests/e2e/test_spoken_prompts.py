@@ -46,7 +46,7 @@ def error_cue_played(recording: np.ndarray) -> bool:
               if 0.05 * RATE < e - s < 0.15 * RATE
               and abs(dominant_hz(recording[s:e], RATE) - 330) < 25]
     return any(abs(b - a - 0.14 * RATE) < 0.02 * RATE and abs(c - b - 0.14 * RATE) < 0.02 * RATE
-               for a, b, c in zip(starts, starts[1:], starts[2:]))
+               for a, b, c in zip(starts, starts[1:], starts[2:], strict=False))
 
 
 def press_and_hear(kiosk, rig, name: str, kind: str, min_s: float) -> np.ndarray:
