@@ -173,7 +173,7 @@ def test_apt_install_resolves_depends_and_starts_the_service(
     command, metrics directory and byte-compiled modules are as systemd/layout.env says."""
     assert status(box) == f"ii  {debs[0].version}", status(box)
     for dependency in ("libportaudio2", "libsystemd0", "acl", "alsa-utils",
-                       "libasound2-plugins", "python3.11"):
+                       "libasound2-plugins", "espeak-ng", "python3.11"):
         assert box.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", dependency]
                        ).stdout.startswith("ii"), dependency
     assert box.run(["systemctl", "is-enabled", UNIT]).stdout.strip() == "enabled"
@@ -219,7 +219,9 @@ def test_apt_install_resolves_depends_and_starts_the_service(
 def test_service_passes_its_self_check(gateway: dict[str, str], box: Container,
                                        service: Service) -> None:
     """With a gateway and its key configured the README's way: every self-check line says
-    ok, STATUS says so, a press is answered, and the metrics file appears."""
+    ok, STATUS says so, a press is answered, the metrics file appears, and the spoken
+    prompts are made by espeak-ng (a Depends) under the unit's sandbox and cached in the
+    state directory."""
     lines = wait_selfcheck(service)
     checks = {re.match(r"self-check: (ok|FAIL)\s+(\w+):", line).group(2): line  # type: ignore[union-attr]
               for line in lines}
@@ -234,6 +236,12 @@ def test_service_passes_its_self_check(gateway: dict[str, str], box: Container,
                "the kiosk to be idle again", interval_s=0.2)
     wait_until(lambda: box.exists(TEXTFILE), 15, f"{TEXTFILE} to appear")
     assert f'kiosk="{KIOSK_ID}"' in box.read(TEXTFILE)
+    ready = service.wait_message(r"^spoken prompts ready: ", "", timeout_s=30).message
+    assert "espeak-ng" in ready and "out_of_order" in ready and "unavailable" in ready, ready
+    cached = box.run(["find", f"{L['KIOSK_HOME']}/prompts", "-name", "*.wav", "-user",
+                      L["KIOSK_USER"]], check=True).stdout.split()
+    assert {Path(path).name.split("-")[0] for path in cached} == \
+        {"out_of_order", "unavailable"}, cached
 
 
 def normalized(name: str) -> str:
