@@ -118,7 +118,7 @@ def test_role_converges(first_run: tuple[Result, dict[str, int]], fleet: dict[st
     assert box.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", "voice-kiosk"]
                    ).stdout.startswith("ii")
     config = service.config()
-    assert config["kiosk"] == {"id": KIOSK, "location": LOCATION}
+    assert (config["kiosk"]["id"], config["kiosk"]["location"]) == (KIOSK, LOCATION)
     assert config["gateway"]["url"] == fleet["gateway_url"]
     assert config["gateway"]["api_key_file"] == "${CREDENTIALS_DIRECTORY}/gateway-api-key"
     shipped = (REPO / "config/voice-kiosk.yaml").read_text().splitlines()
@@ -182,6 +182,10 @@ def test_config_module_keeps_comments_and_refuses_block_values() -> None:
     assert f'  id: "{KIOSK}"         # Name of this kiosk' in edited
     assert sum(a != b for a, b in zip(example.splitlines(), edited.splitlines(),
                                       strict=True)) == 3
+    # A key whose comment runs on over the next lines (kiosk.language in the example).
+    german = module.edit(example, {"kiosk": {"language": "de"}})
+    assert yaml.safe_load(german)["kiosk"]["language"] == "de"
+    assert len(german.splitlines()) == len(example.splitlines())
     added = module.edit("kiosk:\n  id: x\n\naudio:\n  volume: 3\n",
                         {"kiosk": {"location": LOCATION}, "metrics": {"interval_s": 5.0}})
     assert yaml.safe_load(added) == {"kiosk": {"id": "x", "location": LOCATION},
