@@ -156,6 +156,7 @@ class _Checker:
         values: dict[str, Any] = {}
         for k_node, v_node in self._pairs(node, f"{path}.", list(fields)):
             name = k_node.value
+            self._positions[f"{path}.{name}"] = k_node
             ok, value = self.check(v_node, hints[name], fields[name].metadata, f"{path}.{name}")
             if ok:
                 values[name] = value
@@ -167,6 +168,12 @@ class _Checker:
         """Convert and validate one value against its declared type and rule."""
         args = typing.get_args(tp)
         origin = typing.get_origin(tp)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a section in a section
+            before = len(self.problems)
+            built = self.build_dataclass(tp, node, path, node)
+            return len(self.problems) == before, built
+        if meta.get("kind") == "clock_time":
+            return self._check_clock_time(node, path)
         if origin is dict:
             return self._check_dict(node, args[1], meta, path)
         if origin is list:
@@ -225,6 +232,18 @@ class _Checker:
             if problem:
                 return self._bad(node, path, problem)
         return True, value
+
+    def _check_clock_time(self, node: Node, path: str) -> tuple[bool, Any]:
+        # The text as written: YAML 1.1 reads an unquoted 22:00 as the number 1320.
+        if isinstance(node, ScalarNode) and node.tag.endswith(":null"):
+            return True, None
+        text = node.value.strip() if isinstance(node, ScalarNode) else ""
+        if parse_clock_time(text) is None:
+            shown = text or "a list or mapping"
+            return self._bad(node, path, f"`{shown}` is not a time of day; use HH:MM from "
+                             "00:00 to 23:59, e.g. \"22:00\".")
+        hours, minutes = parse_clock_time(text) or (0, 0)
+        return True, f"{hours:02d}:{minutes:02d}"
 
     def _check_pin(self, node: Node, value: Any, path: str) -> tuple[bool, Any]:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 53:
@@ -300,11 +319,92 @@ class _Checker:
         if sum(methods) > 1:
             self.fail(node, "gateway", "more than one credential given; keep exactly one of "
                       "api_key_file, token_file, email + password_file.")
+        self._bedside_checks(s, root)
         visit = s.visit
         if visit.idle_timeout_s > visit.max_visit_s:
             self.fail(self._positions.get("visit", self._positions.get("session", root)),
                       "visit.idle_timeout_s", f"{visit.idle_timeout_s} is longer than "
                       f"visit.max_visit_s ({visit.max_visit_s}); make it shorter.")
+
+
+    def _bedside_checks(self, s: S.Settings, root: MappingNode) -> None:
+        """The assistive switch, the nurse request relay and the night profile."""
+        gpio, night = s.gpio, s.night
+        gpio_node = self._positions.get("gpio", root)
+        bad = {p.key for p in self.problems}
+        relay = gpio.nurse_call.pin is not None or "gpio.nurse_call.pin" in bad
+        if gpio.switch_pin is not None and gpio.switch_role == "nurse_call" and not relay:
+            self.fail(gpio_node, "gpio.nurse_call.pin", "missing required key: "
+                      "`switch_role` is nurse_call, so the relay's pin must be set (or set "
+                      "`switch_role: talk`).")
+        if s.realtime.nurse_call_tool and not relay:
+            self.fail(self._positions.get("realtime", root), "gpio.nurse_call.pin",
+                      "missing required key: `realtime.nurse_call_tool` is true, so the "
+                      "relay's pin must be set (or set `nurse_call_tool: false`).")
+        if gpio.min_press_ms >= gpio.long_press_s * 1000:
+            self.fail(self._positions.get("gpio.min_press_ms", gpio_node), "gpio.min_press_ms", f"{gpio.min_press_ms} ms is not "
+                      f"shorter than gpio.long_press_s ({gpio.long_press_s:g} s); make it "
+                      "shorter, or no short press could ever count.")
+        for key, problem in pin_clashes(gpio):
+            self.fail(self._positions.get(key.partition("[")[0], gpio_node), key, problem)
+        if night.start is not None or night.end is not None:
+            night_node = self._positions.get("night", root)
+            if night.start is None and "night.start" not in bad:
+                self.fail(night_node, "night.start", "missing required key: `end` is set, so "
+                          "`start` must be too (or remove both: no night profile).")
+            elif night.end is None and "night.end" not in bad:
+                self.fail(night_node, "night.end", "missing required key: `start` is set, "
+                          "so `end` must be too (or remove both: no night profile).")
+            elif night.start is not None and night.start == night.end:
+                self.fail(self._positions.get("night.end", night_node), "night.end", f"equals night.start ({night.start}): the "
+                          "night would last no time or all day; give different times.")
+
+
+def parse_clock_time(text: str) -> tuple[int, int] | None:
+    """"22:00" -> (22, 0); None unless it is HH:MM (or H:MM) within a day."""
+    hours, sep, minutes = text.partition(":")
+    if (not sep or not hours.isdigit() or not minutes.isdigit() or len(minutes) != 2
+            or len(hours) > 2):
+        return None
+    h, m = int(hours), int(minutes)
+    return (h, m) if h < 24 and m < 60 else None
+
+
+def pin_clashes(gpio: S.GpioSettings) -> list[tuple[str, str]]:
+    """(key, problem) for every configured pin that is not a GPIO or is already taken by
+    another setting (the button, the light, the switch, the relay and its reset input)."""
+    from gpiozero import pi_info
+
+    # A 40-pin header (every Pi since the B+): names like BOARD11 map to their GPIO.
+    header = pi_info("d03114")
+    used: list[tuple[str, int | str]] = [("gpio.button_pin", gpio.button_pin)]
+    if gpio.led_kind in ("single", "pwm"):
+        used.append(("gpio.led_pin", gpio.led_pin))
+    elif gpio.led_kind == "rgb":
+        used += [(f"gpio.rgb_pins[{i}]", pin) for i, pin in enumerate(gpio.rgb_pins)]
+    for key, pin in (("gpio.switch_pin", gpio.switch_pin),
+                     ("gpio.nurse_call.pin", gpio.nurse_call.pin),
+                     ("gpio.nurse_call.reset_pin", gpio.nurse_call.reset_pin)):
+        if pin is not None:
+            used.append((key, pin))
+    problems: list[tuple[str, str]] = []
+    owner: dict[str, str] = {}
+    for key, pin in used:
+        found = [info.name for _, info in header.find_pin(pin)]
+        if found and not found[0].startswith("GPIO"):
+            problems.append((key, f"`{pin}` is the header's {found[0]} pin, not a GPIO; use "
+                                  "a BCM number like 27 or a name like GPIO27 (`pinout` shows "
+                                  "the header)."))
+            continue
+        # Pins beyond the 40-pin header (a Compute Module's) are compared by their name.
+        name = found[0] if found else (f"GPIO{pin}" if isinstance(pin, int) else
+                                       str(pin).upper())
+        if name in owner:
+            problems.append((key, f"`{pin}` is {name}, already used by {owner[name]}; give "
+                                  "each part its own pin."))
+            continue
+        owner[name] = key
+    return problems
 
 
 def _rename_keys(node: Node, renamed: dict[str, str]) -> Node:

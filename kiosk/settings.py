@@ -94,6 +94,9 @@ class RealtimeSettings:
     max_message_kib: int = opt(4096, "Largest server message accepted, KiB (a bigger one "
                                      "closes the link, which is then reopened).",
                                range=(64, 65536))
+    nurse_call_tool: bool = opt(False, "Let the assistant call a nurse: the model may call the "
+                                       "tool request_nurse, which closes gpio.nurse_call's "
+                                       "relay. Needs gpio.nurse_call.pin.")
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,9 @@ class AudioSettings:
     cues: bool = opt(True, "Play short sounds for listening, end, error and connecting.")
     cue_volume: int = opt(60, "Cue volume, percent.", range=(0, 100))
     cue_files: dict[str, str] = opt({}, "Optional WAV files replacing cues "
-                                        "(listening, ended, error, connecting).",
-                                    keys=("listening", "ended", "error", "connecting"),
+                                        "(listening, ended, error, connecting, nurse_call).",
+                                    keys=("listening", "ended", "error", "connecting",
+                                          "nurse_call"),
                                     kind="path")
     device_retry_s: float = opt(2.0, "Retry a missing audio device every, seconds.",
                                 range=(0.2, 60))
@@ -149,6 +153,25 @@ DEFAULT_PATTERNS: dict[str, LedPattern] = {
 
 
 @dataclass(frozen=True)
+class NurseCallSettings:
+    """The nurse request relay: a normally-open dry contact wired in parallel with the bed's
+    own nurse call (it never replaces the call cord)."""
+
+    pin: int | str | None = opt(None, "Relay output pin (BCM number or a name like GPIO27); "
+                                      "null: no relay.", kind="pin")
+    active_high: bool = opt(True, "true: the pin goes high to close the contact; false for "
+                                  "relay boards that switch on a low input.")
+    hold_s: float = opt(0.0, "0: the contact stays closed until the request is reset "
+                             "(latched); more: closed this many seconds, like a press of the "
+                             "call button.", range=(0, 600))
+    reset_pin: int | str | None = opt(None, "Optional reset input for staff (a key switch or "
+                                            "button to ground, BCM); null: none.", kind="pin")
+    reset_after_s: float = opt(0.0, "Reset a request by itself after this long, seconds; 0: "
+                                    "never (a long press or reset_pin resets it).",
+                               range=(0, 86400))
+
+
+@dataclass(frozen=True)
 class GpioSettings:
     pin_factory: str = opt("auto", "auto, lgpio, rpigpio, pigpio, native or mock.",
                            choices=("auto", "lgpio", "rpigpio", "pigpio", "native", "mock"))
@@ -167,6 +190,17 @@ class GpioSettings:
         {}, "Per-state overrides of the LED pattern (idle, connecting, listening, thinking, "
             "speaking, error).",
         keys=("idle", "connecting", "listening", "thinking", "speaking", "error"))
+    min_press_ms: int = opt(0, "A press counts only when held this long, ms (button and "
+                               "switch; for patients with tremor). 0: every press counts.",
+                            range=(0, 1000))
+    switch_pin: int | str | None = opt(None, "Assistive switch input (3.5 mm jack: "
+                                             "sip-and-puff, pillow, grasp switch), BCM; null: "
+                                             "none.", kind="pin")
+    switch_role: str = opt("talk", "talk: exactly like the button; nurse_call: a press "
+                                   "requests a nurse (closes gpio.nurse_call's relay).",
+                           choices=("talk", "nurse_call"))
+    switch_pull_up: bool = opt(True, "true: switch wired to ground; false: wired to 3V3.")
+    nurse_call: NurseCallSettings = opt(NurseCallSettings(), "The nurse request relay.")
 
     def pattern(self, state: str) -> LedPattern:
         """The LED pattern for a state: the YAML override, else the built-in default."""
@@ -205,6 +239,26 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class NightSettings:
+    """Quieter sound and a dimmer light at night (local time; a window may cross midnight)."""
+
+    start: str | None = opt(None, "Night begins, local time HH:MM, e.g. \"22:00\"; null: no "
+                                  "night profile.", kind="clock_time")
+    end: str | None = opt(None, "Night ends, local time HH:MM, e.g. \"07:00\" (the next "
+                                "morning when before start).", kind="clock_time")
+    volume: int = opt(40, "Answer volume at night, percent (caps audio.volume).",
+                      range=(0, 100))
+    cue_volume: int = opt(20, "Cue volume at night, percent (caps audio.cue_volume).",
+                          range=(0, 100))
+    led_brightness: float = opt(0.1, "Light brightness at night, 0-1 (PWM and RGB LEDs); the "
+                                     "idle light is off.", range=(0, 1))
+
+    @property
+    def enabled(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     kiosk: KioskSettings = field(default_factory=KioskSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
@@ -214,6 +268,7 @@ class Settings:
     visit: VisitSettings = field(default_factory=VisitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    night: NightSettings = field(default_factory=NightSettings)
     source: str = field(default="<defaults>", compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
     """What the loader noticed in a valid file (an old section name), for check-config."""
@@ -239,4 +294,5 @@ SECTIONS: dict[str, type] = {
     "visit": VisitSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
+    "night": NightSettings,
 }
