@@ -342,9 +342,10 @@ class _Checker:
                       "missing required key: `realtime.nurse_call_tool` is true, so the "
                       "relay's pin must be set (or set `nurse_call_tool: false`).")
         if gpio.min_press_ms >= gpio.long_press_s * 1000:
-            self.fail(self._positions.get("gpio.min_press_ms", gpio_node), "gpio.min_press_ms", f"{gpio.min_press_ms} ms is not "
-                      f"shorter than gpio.long_press_s ({gpio.long_press_s:g} s); make it "
-                      "shorter, or no short press could ever count.")
+            self.fail(self._positions.get("gpio.min_press_ms", gpio_node), "gpio.min_press_ms",
+                      f"{gpio.min_press_ms} ms is not shorter than gpio.long_press_s "
+                      f"({gpio.long_press_s:g} s); make it shorter, or no short press could "
+                      "ever count.")
         for key, problem in pin_clashes(gpio):
             self.fail(self._positions.get(key.partition("[")[0], gpio_node), key, problem)
         if night.start is not None or night.end is not None:
@@ -356,8 +357,9 @@ class _Checker:
                 self.fail(night_node, "night.end", "missing required key: `start` is set, "
                           "so `end` must be too (or remove both: no night profile).")
             elif night.start is not None and night.start == night.end:
-                self.fail(self._positions.get("night.end", night_node), "night.end", f"equals night.start ({night.start}): the "
-                          "night would last no time or all day; give different times.")
+                self.fail(self._positions.get("night.end", night_node), "night.end",
+                          f"equals night.start ({night.start}): the night would last no "
+                          "time or all day; give different times.")
 
 
 def parse_clock_time(text: str) -> tuple[int, int] | None:

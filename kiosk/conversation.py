@@ -47,12 +47,15 @@ class Conversation:
     """kiosk.ports.Conversation over the gateway and the realtime service."""
 
     def __init__(self, settings: Settings, audio: AudioPort, post: Callable[[ev.Event], Any],
-                 gateway: GatewayClient | None = None, counters: Counters | None = None
-                 ) -> None:
+                 gateway: GatewayClient | None = None, counters: Counters | None = None,
+                 request_nurse: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self.audio = audio
         self._post = post
         self._counters = counters
+        # The model's request_nurse tool (realtime.nurse_call_tool): NurseCall.request, which
+        # only queues and returns.
+        self._request_nurse = request_nurse
         self._ctx: ssl.SSLContext | None = None
         self._config_problem: str | None = None
         try:
@@ -172,7 +175,8 @@ class Conversation:
                         self.visit.visit_id, visit_id)
             self._end_visit("replaced")
         visit = Visit(visit_id, self.settings, self.audio, self.gateway, self._ctx,
-                      self._queue, self._frames_ready, self._post, self._counters)
+                      self._queue, self._frames_ready, self._post, self._counters,
+                      self._request_nurse)
         self.visit, self.stats = visit, visit.stats
         self.visits += 1
         if self._config_problem is not None:

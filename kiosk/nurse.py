@@ -120,7 +120,7 @@ class NurseCall:
         the rest keeps working."""
         since = self._restored_since()
         latched = since is not None
-        if latched:
+        if since is not None:
             self.active = True
             if self.settings.reset_after_s:
                 left_s = since + self.settings.reset_after_s - time.time()
@@ -138,7 +138,7 @@ class NurseCall:
                     self._relay.check(keep_closed)  # the read-back at start
                 except RelayMismatch as exc:
                     self._problem(str(exc))
-        if latched:
+        if since is not None:
             log.warning("nurse call: a request latched before the restart is still active "
                         "(since %s); reset it with a long press%s",
                         time.strftime("%H:%M", time.localtime(since)),

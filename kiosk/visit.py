@@ -146,7 +146,8 @@ class Visit:
     def __init__(self, visit_id: str, settings: Settings, audio: AudioPort,
                  gateway: GatewayClient, ctx: ssl.SSLContext | None,
                  queue: asyncio.Queue[Message], frames_ready: asyncio.Event,
-                 post: Callable[[ev.Event], Any], counters: Counters | None = None) -> None:
+                 post: Callable[[ev.Event], Any], counters: Counters | None = None,
+                 request_nurse: Callable[[str], bool] | None = None) -> None:
         self.visit_id = visit_id
         self.settings = settings
         self.audio = audio
@@ -160,7 +161,8 @@ class Visit:
         self.pressed_at = time.monotonic()
         self.link: Link | None = None
         self.replay = ReplayBuffer(int(settings.audio.capture_buffer_s * 1000))
-        self.turns = Turns(settings, audio.playback, self.replay, self.stats, post)
+        self.turns = Turns(settings, audio.playback, self.replay, self.stats, post,
+                           request_nurse)
         self.ended = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connecting: asyncio.Task[None] | None = None

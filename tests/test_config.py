@@ -48,6 +48,11 @@ def test_example_file_documents_every_key_with_a_comment():
             line = re.search(rf"^  {f.name}:.*$", text, re.M)
             assert line, f"{section}.{f.name} missing from the example"
             assert "#" in line.group(0), f"{section}.{f.name} has no comment"
+            if dataclasses.is_dataclass(f.default):
+                for sub in dataclasses.fields(f.default):  # a section in a section
+                    line = re.search(rf"^    {sub.name}:.*$", text, re.M)
+                    assert line, f"{section}.{f.name}.{sub.name} missing from the example"
+                    assert "#" in line.group(0), f"{section}.{f.name}.{sub.name}: no comment"
 
 
 def test_three_mistakes_give_three_errors_with_file_key_and_line(tmp_path):

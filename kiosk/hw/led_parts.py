@@ -113,7 +113,7 @@ class PwmDriver(Driver):
         self.device = ScaledPWMLED(gpio.led_pin, active_high=gpio.led_active_high,
                                    pin_factory=factory)
 
-    @property  # type: ignore[override]
+    @property
     def scale(self) -> float:
         return self.device.scale
 

@@ -15,9 +15,9 @@ error       blink 0.1/0.1   fast flicker
 ==========  ==============  ===================================================
 
 Each LED part is a small driver class (single, PWM, RGB, none; `kiosk.hw.led_parts`) saying
-*how* to show a mode; :class:`StatusLight` decides *what* to show. gpiozero runs blink and pulse in its own stoppable
-threads; only ``double_blink``, which gpiozero lacks, runs in a thread of ours, built the same
-way (a `GPIOThread` whose loop waits on its `stopping` event).
+*how* to show a mode; :class:`StatusLight` decides *what* to show. gpiozero runs blink and
+pulse in its own stoppable threads; only ``double_blink``, which gpiozero lacks, runs in a
+thread of ours, built the same way (a `GPIOThread` whose loop waits on its `stopping` event).
 
 Two things go on top of the state's pattern:
 
