@@ -129,5 +129,65 @@ class Response:
         self._on_finished(self)
 
 
+class ToolCall:
+    """A response that calls a function tool instead of speaking (sent in one go, like the
+    service's quick calls); same interface as `Response`."""
+
+    def __init__(self, send: Send, *, name: str, arguments: str,
+                 previous_item_id: str | None,
+                 on_finished: Callable[[ToolCall], None]) -> None:
+        self.id = new_id("resp")
+        self.item_id = new_id("item")
+        self.call_id = new_id("call")
+        self.name = name
+        self._send = send
+        self._arguments = arguments
+        self._previous = previous_item_id
+        self._on_finished = on_finished
+        self.cancel_reason = ""
+        self.sent_samples = 0
+        self.status = "in_progress"
+
+    @property
+    def sent_ms(self) -> int:
+        return 0
+
+    def _item(self, status: str, arguments: str) -> dict[str, Any]:
+        return {"id": self.item_id, "object": "realtime.item", "type": "function_call",
+                "status": status, "name": self.name, "call_id": self.call_id,
+                "arguments": arguments}
+
+    def start(self) -> None:
+        send, ids = self._send, {"response_id": self.id, "item_id": self.item_id,
+                                 "output_index": 0, "call_id": self.call_id}
+        body = {"id": self.id, "object": "realtime.response", "status": "in_progress",
+                "output": [], "output_modalities": ["audio"]}
+        send({"type": "response.created", "response": body})
+        item = self._item("in_progress", "")
+        send({"type": "response.output_item.added", "response_id": self.id, "output_index": 0,
+              "item": item})
+        send({"type": "conversation.item.added", "previous_item_id": self._previous,
+              "item": item})
+        send({"type": "response.function_call_arguments.delta", **ids,
+              "delta": self._arguments})
+        send({"type": "response.function_call_arguments.done", **ids, "name": self.name,
+              "arguments": self._arguments})
+        item = self._item("completed", self._arguments)
+        send({"type": "response.output_item.done", "response_id": self.id, "output_index": 0,
+              "item": item})
+        send({"type": "conversation.item.done", "previous_item_id": self._previous,
+              "item": item})
+        self.status = "completed"
+        send({"type": "response.done", "response": {**body, "status": "completed",
+                                                    "output": [item]}})
+        self._on_finished(self)
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = reason  # it is sent whole at once: nothing left to cancel
+
+    def join(self, timeout_s: float) -> None:
+        pass
+
+
 def pcm_bytes(samples: np.ndarray) -> bytes:
     return samples.astype("<i2").tobytes()
