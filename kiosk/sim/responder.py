@@ -130,8 +130,12 @@ class Response:
 
 
 class ToolCall:
-    """A response that calls a function tool instead of speaking (sent in one go, like the
-    service's quick calls); same interface as `Response`."""
+    """A response that calls a function tool instead of speaking; same interface as
+    `Response`. The response stays active for `finish_s` after the arguments are done (the
+    service finishing it): a client asking for the next response too early is refused, as
+    the service would refuse it."""
+
+    finish_s = 0.2
 
     def __init__(self, send: Send, *, name: str, arguments: str,
                  previous_item_id: str | None,
@@ -147,6 +151,8 @@ class ToolCall:
         self.cancel_reason = ""
         self.sent_samples = 0
         self.status = "in_progress"
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-tool-call", daemon=True)
 
     @property
     def sent_ms(self) -> int:
@@ -158,6 +164,9 @@ class ToolCall:
                 "arguments": arguments}
 
     def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
         send, ids = self._send, {"response_id": self.id, "item_id": self.item_id,
                                  "output_index": 0, "call_id": self.call_id}
         body = {"id": self.id, "object": "realtime.response", "status": "in_progress",
@@ -172,6 +181,7 @@ class ToolCall:
               "delta": self._arguments})
         send({"type": "response.function_call_arguments.done", **ids, "name": self.name,
               "arguments": self._arguments})
+        self._cancel.wait(self.finish_s)
         item = self._item("completed", self._arguments)
         send({"type": "response.output_item.done", "response_id": self.id, "output_index": 0,
               "item": item})
@@ -183,10 +193,12 @@ class ToolCall:
         self._on_finished(self)
 
     def cancel(self, reason: str) -> None:
-        self.cancel_reason = reason  # it is sent whole at once: nothing left to cancel
+        self.cancel_reason = reason  # the call is made: it only finishes sooner
+        self._cancel.set()
 
     def join(self, timeout_s: float) -> None:
-        pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
 
 
 def pcm_bytes(samples: np.ndarray) -> bytes:
