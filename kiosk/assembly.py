@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from kiosk import config
@@ -31,12 +32,14 @@ class Kiosk:
     """
 
     def __init__(self, settings: Settings, extra_observers: list[Observer] | None = None,
-                 simulator: Any | None = None, metrics: Any | None = None):
+                 simulator: Any | None = None, metrics: Any | None = None,
+                 local_time: Callable[[], datetime] = datetime.now):
         from kiosk.audio.engine import AudioEngine
         from kiosk.conversation import Conversation
         from kiosk.service.metrics import Metrics
 
         self.settings = settings
+        self._local_time = local_time  # the night profile's clock
         self._closers: list[Callable[[], None]] = []
         self.simulator = simulator
         session_settings = self._session_settings(settings, simulator)
@@ -204,7 +207,8 @@ class Kiosk:
         from kiosk.night import NightProfile
 
         self.night = NightProfile(self.settings.night, self.settings.audio,
-                                  self.audio.playback, self.audio.cues, self.light)
+                                  self.audio.playback, self.audio.cues, self.light,
+                                  now=self._local_time)
         self.controller.add_observer(self.night)
         self.night.start()
         self._closers.append(self.night.close)
