@@ -139,8 +139,8 @@ class NurseCall:
                 except RelayMismatch as exc:
                     self._problem(str(exc))
         if since is not None:
-            log.warning("nurse call: a request latched before the restart is still active "
-                        "(since %s); reset it with a long press%s",
+            log.warning("nurse call: a request latched before this reload or restart is still "
+                        "active (since %s); reset it with a long press%s",
                         time.strftime("%H:%M", time.localtime(since)),
                         " or the reset input" if self.settings.reset_pin is not None else "")
         self._notify("restored" if latched else "start")
