@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import stat
 import types
 import typing
@@ -169,9 +170,9 @@ class _Checker:
         args = typing.get_args(tp)
         origin = typing.get_origin(tp)
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a section in a section
-            before = len(self.problems)
-            built = self.build_dataclass(tp, node, path, node)
-            return len(self.problems) == before, built
+            # Its valid keys are kept even when another is wrong (already reported), so the
+            # checks across sections see the pins that were given, not the defaults.
+            return True, self.build_dataclass(tp, node, path, node)
         if meta.get("kind") == "clock_time":
             return self._check_clock_time(node, path)
         if origin is dict:
@@ -332,7 +333,8 @@ class _Checker:
         gpio, night = s.gpio, s.night
         gpio_node = self._positions.get("gpio", root)
         bad = {p.key for p in self.problems}
-        relay = gpio.nurse_call.pin is not None or "gpio.nurse_call.pin" in bad
+        relay = gpio.nurse_call.pin is not None or any(
+            key in ("gpio.nurse_call", "gpio.nurse_call.pin") for key in bad)
         if gpio.switch_pin is not None and gpio.switch_role == "nurse_call" and not relay:
             self.fail(gpio_node, "gpio.nurse_call.pin", "missing required key: "
                       "`switch_role` is nurse_call, so the relay's pin must be set (or set "
@@ -400,7 +402,11 @@ def pin_clashes(gpio: S.GpioSettings) -> list[tuple[str, str]]:
             continue
         # Pins beyond the 40-pin header (a Compute Module's) are compared by their name.
         name = found[0] if found else (f"GPIO{pin}" if isinstance(pin, int) else
-                                       str(pin).upper())
+                                       re.sub(r"^BCM", "GPIO", str(pin).upper()))
+        if not re.fullmatch(r"GPIO\d+", name):
+            problems.append((key, f"`{pin}` is not a pin name; use a BCM number like 27 or a "
+                                  "name like GPIO27 or BOARD13 (`pinout` shows the header)."))
+            continue
         if name in owner:
             problems.append((key, f"`{pin}` is {name}, already used by {owner[name]}; give "
                                   "each part its own pin."))
