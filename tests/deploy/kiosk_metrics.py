@@ -24,6 +24,7 @@ from kiosk.settings import (
     GpioSettings,
     KioskSettings,
     MetricsSettings,
+    NurseCallSettings,
     Settings,
 )
 from kiosk.states import State, StateChange
@@ -50,10 +51,13 @@ def instance_of(kiosk_id: str) -> str:
 
 def _settings(kiosk_id: str, textfile: Path) -> Settings:
     # No sound devices here (the healthy kiosks are told theirs are ready, as the audio
-    # engine does), mock GPIO pins, and no gateway.url.
+    # engine does), mock GPIO pins, and no gateway.url. The first kiosk has a nurse call
+    # relay and an assistive switch, so its file has the nurse call's families too.
+    bedside = dict(switch_pin=27, switch_role="nurse_call",
+                   nurse_call=NurseCallSettings(pin=22)) if kiosk_id == HEALTHY[0] else {}
     return Settings(kiosk=KioskSettings(id=kiosk_id),
                     metrics=MetricsSettings(textfile=str(textfile)),
-                    gpio=GpioSettings(pin_factory="mock"),
+                    gpio=GpioSettings(pin_factory="mock", **bedside),  # type: ignore[arg-type]
                     audio=AudioSettings(input_device="no-such-microphone",
                                         output_device="no-such-speaker"))
 
@@ -83,6 +87,12 @@ def healthy_kiosk(kiosk_id: str, textfile: Path) -> str:
             _visit(kiosk, f"{kiosk_id}-{n}", at=100.0 * n)
         _visit(kiosk, f"{kiosk_id}-5", at=600.0, error_kind="network")
         kiosk.metrics.count_reconnect()
+        if kiosk.nurse is not None:  # a patient called a nurse with the switch
+            kiosk.nurse.request("switch")
+            deadline = time.monotonic() + 5.0
+            while not kiosk.nurse.active:
+                assert time.monotonic() < deadline, "the nurse request never latched"
+                time.sleep(0.01)  # polling the request's owner with a deadline
         assert kiosk.metrics.write()
     finally:
         kiosk.close()
