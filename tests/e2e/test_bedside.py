@@ -2,7 +2,8 @@
 drives the switch and reads the relay), the simulator in its own process, virtual sound.
 
 - the assistive switch in the nurse_call role closes the relay with the gateway and the
-  speech service gone, the request survives a reload, a long press resets it;
+  speech service gone, the call signal is heard, the request survives a reload, a long
+  press resets it;
 - the switch in the talk role starts a visit like the button;
 - the assistant's request_nurse call closes the relay, the kiosk answers the call on the wire
   in the official shapes, and the patient hears the answer.
@@ -17,9 +18,10 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.e2e.signals import dominant_hz, longest_run, utterance, wait_until
+from tests.e2e.signals import dominant_hz, longest_run, loud_runs, utterance, wait_until
 from tests.rig import FACTORY_NAME, PINS_DIR
 from tests.session.test_wire_types import CLIENT, SERVER, check
 
@@ -79,7 +81,16 @@ def metric(path: Path, line: str) -> bool:
     return path.exists() and any(ln.startswith(line) for ln in path.read_text().splitlines())
 
 
-def test_the_switch_calls_a_nurse_with_the_simulator_stopped(start_kiosk, sim, tmp_path):
+def call_signal_notes(audio: np.ndarray) -> list[float]:
+    """The dominant frequency of each of the nurse call cue's four notes (0.12 s each, 0.04 s
+    apart), in the longest sound the speaker played."""
+    run = longest_run(audio)
+    assert len(run) == pytest.approx(0.6 * 24000, rel=0.1), len(run) / 24000
+    step, note = int(0.16 * 24000), int(0.12 * 24000)
+    return [dominant_hz(run[i * step:i * step + note], 24000) for i in range(4)]
+
+
+def test_the_switch_calls_a_nurse_with_the_simulator_stopped(start_kiosk, sim, rig, tmp_path):
     env, pins = bedside_env(tmp_path)
     prom = tmp_path / "kiosk.prom"
     kiosk = start_kiosk(env=env, gpio={"pin_factory": "auto", "switch_pin": SWITCH,
@@ -88,9 +99,17 @@ def test_the_switch_calls_a_nurse_with_the_simulator_stopped(start_kiosk, sim, t
     kiosk.proc.wait_for_log(r"self-check: ok +gpio: .*nurse call relay \(open, read back\)")
     assert pins.level(RELAY) == 0
     sim.stop()  # no gateway, no speech service: only the kiosk and its wires are left
+    speaker = rig.record_speaker()
+    assert speaker.wait_ready(5)
 
     pins.press(SWITCH, 0.1)
     wait_until(lambda: pins.level(RELAY) == 1, 3, "the relay to close")
+    # The patient hears the call signal: high, low, high, low.
+    wait_until(lambda: (r := loud_runs(speaker.samples()))
+               and r[-1][1] + 0.2 * 24000 < len(speaker.samples()), 5, "the call signal")
+    notes = call_signal_notes(speaker.stop())
+    print(f"nurse call cue notes: {', '.join(f'{hz:.0f}' for hz in notes)} Hz")
+    assert notes == pytest.approx([988, 784, 988, 784], rel=0.03)
     latency_ms = (pins.changed_at(RELAY, 1) - pins.changed_at(SWITCH, 1)) * 1000
     print(f"switch release -> relay closed: {latency_ms:.1f} ms")
     assert 0 < latency_ms < 100
@@ -132,8 +151,10 @@ def test_the_switch_in_the_talk_role_starts_a_visit(start_kiosk, sim, tmp_path):
 def test_the_assistant_calls_a_nurse_and_tells_the_patient(start_kiosk, sim, rig, tmp_path):
     env, pins = bedside_env(tmp_path)
     prom = tmp_path / "kiosk.prom"
+    # Cues off: the call signal (heard in the test above) would overlap the answer measured
+    # here, since the answer follows the request within a few tenths of a second.
     kiosk = start_kiosk(env=env, gpio={"pin_factory": "auto", "nurse_call": {"pin": RELAY}},
-                        realtime={"nurse_call_tool": True},
+                        realtime={"nurse_call_tool": True}, audio={"cues": False},
                         metrics={"textfile": str(prom), "interval_s": 1})
     kiosk.proc.wait_for_log(r"self-check: ok +gpio")
     speaker = rig.record_speaker()
