@@ -71,6 +71,13 @@ class Kiosk:
         self.metrics.count_press()
         self.post(event)
 
+    def test_call(self, reporter: Any) -> None:
+        """A remote test call (SIGUSR2): the controller runs it only while idle. `reporter`:
+        kiosk.test_call.report.TestCallReports, which outlives a reload."""
+        from kiosk.test_call.call import TestCall
+
+        TestCall(self.settings, reporter, self.post).request()
+
     def _on_audio(self, what: str, message: str) -> None:
         if what == "lost":
             for part in ("microphone", "speaker"):

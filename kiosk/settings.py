@@ -25,6 +25,7 @@ def opt(default: Any, help: str, **rule: Any) -> Any:
     return field(default=default, metadata={"help": help, **rule})
 
 
+STATE_DIRECTORY = "/var/lib/voice-kiosk"  # the unit's StateDirectory=voice-kiosk
 SIMULATOR_URL = "simulator"  # gateway.url asking for the built-in simulator (demos only)
 
 
@@ -205,6 +206,28 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class TestCallSettings:
+    """A remote test call (`voice-kiosk test-call`, SIGUSR2): a spoken test question through
+    the real gateway and speech service, without a patient."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    volume: int = opt(0, "Volume of the test call's answer, percent on the scale of "
+                         "audio.volume and never louder than it; 0 mutes it (the answer "
+                         "still goes through the speaker path, as silence).", range=(0, 100))
+    timeout_s: float = opt(30.0, "A test call without a complete answer after this long "
+                                 "fails, seconds.", range=(10, 300))
+    result_file: str | None = opt(None, "Where the daemon writes each test call's result "
+                                        "for `voice-kiosk test-call` to read (null: "
+                                        "test-call.json in the service's state directory, "
+                                        "/var/lib/voice-kiosk).", kind="output_path")
+
+    def result_path(self) -> str:
+        """The result file: as configured, else in systemd's StateDirectory= of the unit."""
+        return self.result_file or f"{STATE_DIRECTORY}/test-call.json"
+
+
+@dataclass(frozen=True)
 class Settings:
     kiosk: KioskSettings = field(default_factory=KioskSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
@@ -214,6 +237,7 @@ class Settings:
     visit: VisitSettings = field(default_factory=VisitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    test_call: TestCallSettings = field(default_factory=TestCallSettings)
     source: str = field(default="<defaults>", compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
     """What the loader noticed in a valid file (an old section name), for check-config."""
@@ -239,4 +263,5 @@ SECTIONS: dict[str, type] = {
     "visit": VisitSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
+    "test_call": TestCallSettings,
 }

@@ -129,6 +129,7 @@ class Metrics:
         self._sources: dict[str, tuple[str, Callable[[], int], int, int]] = {}
         self._errors: Counter[str] = Counter({kind: 0 for kind in ERROR_KINDS})
         self._health: dict[str, bool] = {}
+        self._providers: list[Callable[[], list[Family]]] = []
         self._press_to_listening = _Latency()
         self._answer = _Latency()
         self._stopping = threading.Event()
@@ -181,6 +182,12 @@ class Metrics:
             old = self._sources.get(name)
             base = old[2] + old[3] if old is not None else 0
             self._sources[name] = (doc, read, base, 0)
+
+    def add_families(self, provider: Callable[[], list[Family]]) -> None:
+        """Export the families another part builds (the remote test call's), asked for at
+        every write; it must not wait, and may give none (absent until it has something)."""
+        with self._lock:
+            self._providers.append(provider)
 
     def set_health(self, part: str, ok: bool) -> None:
         """Whether a part (microphone, speaker, gpio) works now; exported as a gauge."""
@@ -245,6 +252,13 @@ class Metrics:
         out.append(Family(f"{PREFIX}_last_answer_timestamp_seconds", "gauge",
                           "Unix time the latest answer started playing (NaN before the first).",
                           [(k, last_answer)]))
+        with self._lock:
+            providers = list(self._providers)
+        for provider in providers:
+            try:
+                out.extend(provider())
+            except Exception:  # a broken part must not cost the kiosk all its metrics
+                log.exception("metrics: %s failed", getattr(provider, "__qualname__", provider))
         now = time.time()
         out.append(Family(f"{PREFIX}_start_time_seconds", "gauge",
                           "Unix time the daemon started.", [(k, self._started)]))
