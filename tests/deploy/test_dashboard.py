@@ -23,9 +23,13 @@ from tests.deploy.conftest import DASHBOARD, run_promtool
 from tests.deploy.kiosk_metrics import KIOSKS, NODE_EXPORTER_METRICS, Sample, promtool_series
 from tests.deploy.promql import literal_alternatives, metric_names, selectors
 
-# Written by the kiosk, deliberately on no panel: the last single latencies (the p95s are).
+# Written by the kiosk, deliberately on no panel: the last single latencies (the p95s are),
 LEFT_OUT = {"voice_kiosk_answer_latency_last_seconds",
-            "voice_kiosk_press_to_listening_last_seconds"}
+            "voice_kiosk_press_to_listening_last_seconds",
+            # The test call's counts and step timings: for `voice-kiosk test-call` and the
+            # journal; the table shows its result and age.
+            "voice_kiosk_test_calls_total",
+            "voice_kiosk_test_call_last_duration_seconds"}
 
 
 def dashboard() -> dict:
