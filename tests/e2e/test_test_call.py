@@ -87,6 +87,7 @@ def test_a_test_call_passes_through_the_gateway_and_the_service(start_kiosk, sim
 
     assert done.returncode == 0, done.stdout + done.stderr
     record = json.loads(done.stdout)
+    print(record["summary"])  # the figures, with -s
     assert record["result"] == "ok" and record["reason"] == ""
     t = record["timings_s"]
     assert 0 < t["grant"] <= t["link"] < t["first_answer_audio"] < t["total"] < 20, t
@@ -149,6 +150,7 @@ def test_a_test_call_fails_clearly_with_the_gateway_down(start_kiosk, tmp_path):
 
     assert done.returncode == 1, done.stdout + done.stderr
     line = done.stdout.strip()
+    print(line)
     assert line.startswith("test call test-") and " failed after " in line, line
     assert "network" in line and f"127.0.0.1:{port}" in line, line  # which step, which URL
     assert took < 10 + 5  # within test_call.timeout_s (retries stop at half of it)
@@ -247,6 +249,5 @@ def test_a_press_during_a_test_call_starts_the_patients_visit_at_once(start_kios
     assert (chime_end - chime_start) / 24000 == pytest.approx(0.19, abs=0.03)
     assert dominant_hz(played[chime_start:chime_end], 24000) in (
         pytest.approx(660, rel=0.05), pytest.approx(880, rel=0.05))
-    print(out, err, kiosk.proc.log)
     kiosk.proc.wait_for_log(r"test call test-\w+ abandoned after [\d.]+ s: a patient pressed")
     assert len(sim.connections) == connections + 2  # the test call's link, then the visit's
