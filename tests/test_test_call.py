@@ -268,6 +268,49 @@ def test_the_last_call_that_ran_sets_success_time_and_step_timings(tmp_path: Pat
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_the_journal_line_carries_the_result_and_timings_as_fields(tmp_path: Path):
+    import logging
+
+    from systemd.journal import JournalHandler
+
+    from kiosk.service.logs import (
+        flush_logging,
+        journal_fields,
+        output_handler,
+        setup_logging,
+        teardown_logging,
+    )
+    from kiosk.settings import KioskSettings, LoggingSettings
+
+    socket_path = tmp_path / "journal.socket"
+    socket_path.touch()  # only its presence is checked; the entries are captured below
+    level = logging.getLogger().level
+    setup_logging(LoggingSettings(target="journal"), KioskSettings(id="bed-1"),
+                  journal_socket=str(socket_path))
+    reports = TestCallReports(TestCallSettings(result_file=str(tmp_path / "r.json")), "bed-1")
+    try:
+        handler = output_handler()
+        assert isinstance(handler, JournalHandler)
+        sent: list[dict] = []
+        handler.send = lambda MESSAGE, /, **fields: sent.append({"MESSAGE": MESSAGE, **fields})
+        reports.finished(result("ok"))
+        reports.finished(result("failed"))
+        assert flush_logging()
+    finally:
+        reports.close()
+        teardown_logging()
+        logging.getLogger().setLevel(level)
+    ok, failed = (journal_fields(entry) for entry in sent
+                  if "TEST_CALL_ID" in entry)
+    assert ok["MESSAGE"] == result("ok").summary() and ok["PRIORITY"] == "6"
+    assert (ok["TEST_CALL_ID"], ok["TEST_CALL_RESULT"]) == ("test-ok", "ok")
+    assert (ok["TEST_CALL_GRANT_S"], ok["TEST_CALL_LINK_S"], ok["TEST_CALL_TOTAL_S"]) == \
+        ("0.200", "0.600", "4.900")
+    assert ok["TEST_CALL_FIRST_ANSWER_AUDIO_S"] == "3.100"
+    assert failed["TEST_CALL_RESULT"] == "failed" and failed["PRIORITY"] == "4"  # a warning
+    assert "TEST_CALL_LINK_S" not in failed
+
+
 def test_a_result_file_that_cannot_be_written_is_named_once(tmp_path: Path,
                                                             caplog: pytest.LogCaptureFixture):
     path = tmp_path / "missing-dir" / "r.json"
