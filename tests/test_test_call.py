@@ -274,6 +274,7 @@ def test_the_journal_line_carries_the_result_and_timings_as_fields(tmp_path: Pat
     from systemd.journal import JournalHandler
 
     from kiosk.service.logs import (
+        TRANSCRIPT_LOGGER,
         flush_logging,
         journal_fields,
         output_handler,
@@ -284,7 +285,10 @@ def test_the_journal_line_carries_the_result_and_timings_as_fields(tmp_path: Pat
 
     socket_path = tmp_path / "journal.socket"
     socket_path.touch()  # only its presence is checked; the entries are captured below
+    # Left as the next test expects it (as tests/service/conftest.py's clean_logging does).
     level = logging.getLogger().level
+    transcripts = logging.getLogger(TRANSCRIPT_LOGGER)
+    disabled = transcripts.disabled
     setup_logging(LoggingSettings(target="journal"), KioskSettings(id="bed-1"),
                   journal_socket=str(socket_path))
     reports = TestCallReports(TestCallSettings(result_file=str(tmp_path / "r.json")), "bed-1")
@@ -300,6 +304,7 @@ def test_the_journal_line_carries_the_result_and_timings_as_fields(tmp_path: Pat
         reports.close()
         teardown_logging()
         logging.getLogger().setLevel(level)
+        transcripts.disabled = disabled
     ok, failed = (journal_fields(entry) for entry in sent
                   if "TEST_CALL_ID" in entry)
     assert ok["MESSAGE"] == result("ok").summary() and ok["PRIORITY"] == "6"
