@@ -33,6 +33,7 @@ class Kiosk:
     def __init__(self, settings: Settings, extra_observers: list[Observer] | None = None,
                  simulator: Any | None = None, metrics: Any | None = None):
         from kiosk.audio.engine import AudioEngine
+        from kiosk.audio.prompts import SpokenPrompts
         from kiosk.conversation import Conversation
         from kiosk.service.metrics import Metrics
 
@@ -44,6 +45,8 @@ class Kiosk:
         self._own_metrics = metrics is None
         self.metrics = metrics or Metrics(settings.metrics, settings.kiosk.id)
         self.audio = AudioEngine(settings.audio, listener=self._on_audio)
+        self.prompts = SpokenPrompts(settings, self.audio.playback)
+        self.audio.cues.set_error_speaker(self.prompts.speak_for)
         self.conversation = Conversation(session_settings, self.audio, self.post,
                                          counters=self.metrics)
         self._closers.append(self.conversation.close)
@@ -108,6 +111,8 @@ class Kiosk:
             message = config.no_gateway_message(self.settings.source)
             log.error("not configured: %s", message, extra={"error_kind": "config"})
             self.post(ev.Fault("config", message, persistent=True))
+        self.prompts.start()  # espeak-ng on its own thread: ready within a second or so
+        self._closers.append(self.prompts.close)
         self._start_gpio()
         self.controller.start()
         self._closers.append(self.controller.stop)

@@ -1,10 +1,12 @@
-"""`voice-kiosk` command line: run, check-config, devices, test-audio, test-call, demo."""
+"""`voice-kiosk` command line: run, check-config, prompts, devices, test-audio, test-call,
+demo."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kiosk import __version__, config
 
@@ -37,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "masked), or exit 1 and list every problem with file, line and key.",
                        epilog=EPILOG)
     _add_config(p)
+
+    p = sub.add_parser("prompts", help="show what the patient hears when the assistant "
+                       "cannot be reached", description="Show each spoken prompt: when it is "
+                       "said, its sentence, language and length. Exit 1 when one is not "
+                       "available (the error sound plays instead).", epilog=EPILOG)
+    _add_config(p)
+    p.add_argument("--export", metavar="DIR", type=Path,
+                   help="also write each prompt as DIR/<name>.wav (24 kHz, 16-bit)")
 
     p = sub.add_parser("devices", help="list audio inputs and outputs",
                        description="List the audio devices PortAudio sees: index, name, "
@@ -87,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": _run, "check-config": _check_config, "devices": _devices,
-               "test-audio": _test_audio, "test-call": _test_call, "demo": _demo}[args.command]
+    handler = {"run": _run, "check-config": _check_config, "prompts": _prompts,
+               "devices": _devices, "test-audio": _test_audio, "test-call": _test_call,
+               "demo": _demo}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -116,6 +127,17 @@ def _check_config(args: argparse.Namespace) -> int:
     for notice in config.notices(settings):
         print(f"voice-kiosk: note: {notice}", file=sys.stderr)
     return 0
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 1
+    from kiosk.audio.prompt_report import report
+
+    text, complete = report(settings, args.export)
+    print(text)
+    return 0 if complete else 1
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -209,7 +209,7 @@ class Controller:
             # Still broken: show the error again (cue and LED replay) rather than do nothing;
             # a patient who cannot see the light must hear it.
             self._set(State.ERROR, "; ".join(f.message for f in blocking),
-                      error_kind=blocking[0].kind)
+                      error_kind=blocking[0].kind, answers_press=True)
         elif s in (State.CONNECTING, State.LISTENING):
             self._end_visit("ended by button")
         else:  # thinking or speaking: interrupt the answer, the patient wants to talk
@@ -295,9 +295,9 @@ class Controller:
             self._set(State.IDLE, self._ready_detail("ready"))
 
     def _set(self, new: State, detail: str, error_kind: str | None = None,
-             ask_again: bool = False) -> None:
+             ask_again: bool = False, answers_press: bool = False) -> None:
         change = StateChange(self._state, new, detail, self._visit_id, self.clock(),
-                             error_kind, ask_again)
+                             error_kind, ask_again, answers_press)
         self._state = new
         self._thinking_deadline = (self.clock() + self.settings.thinking_timeout_s
                                    if new is State.THINKING else None)

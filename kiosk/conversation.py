@@ -64,7 +64,7 @@ class Conversation:
         except GatewayError as exc:  # a broken ca_file: every visit reports it
             self._config_problem = exc.message
         self.gateway = gateway or GatewayClient(settings.gateway, settings.realtime,
-                                                ctx=self._ctx)
+                                                ctx=self._ctx, language=settings.language)
         for warning in insecure_warnings(settings.gateway, settings.realtime.url):
             log.warning("%s", warning)
         self._loop = asyncio.new_event_loop()

@@ -300,7 +300,8 @@ class Visit:
             grant = await run_blocking(create)
             self.conversation_id = self.conversation_id or grant.conversation_id
             if not grant.expired():
-                link = Link(grant, self.settings.realtime, self.settings.gateway, self._ctx)
+                link = Link(grant, self.settings.realtime, self.settings.gateway, self._ctx,
+                            self.settings.language)
                 await link.open()
                 return link
             log.info("visit %s: grant expired before use; fetching a fresh one", self.visit_id)
