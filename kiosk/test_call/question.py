@@ -13,17 +13,11 @@ kept: about 150 KB.
 from __future__ import annotations
 
 import functools
-import io
 import logging
-import os
-import shutil
-import subprocess
-import tempfile
-import wave
 
 import numpy as np
 
-from kiosk.audio.resample import resample_whole
+from kiosk.audio.espeak import Espeak, SynthesisError
 from kiosk.ports import SAMPLE_RATE_HZ
 
 log = logging.getLogger("kiosk.test_call")
@@ -48,24 +42,16 @@ def test_question() -> tuple[np.ndarray, str]:
 
 def _espeak(text: str) -> np.ndarray | None:
     """`text` spoken by espeak-ng at 24 kHz, or None (not installed, or it failed: logged)."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
+    espeak = Espeak.find()
+    if espeak is None:
         return None
-    # A private HOME: espeak-ng may look for a sound server's settings there, and the
-    # service's home is read-only.
-    with tempfile.TemporaryDirectory(prefix="voice-kiosk-espeak-") as home:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home}
-        try:
-            done = subprocess.run([exe, "-v", ESPEAK_VOICE, "-s", "160", "--stdout", text],
-                                  capture_output=True, timeout=20, check=True, env=env)
-            with wave.open(io.BytesIO(done.stdout)) as w:
-                rate, raw = w.getframerate(), w.readframes(w.getnframes())
-        except (OSError, subprocess.SubprocessError, wave.Error, EOFError) as exc:
-            log.warning("test call: espeak-ng could not speak the question (%s); using a "
-                        "synthetic voice", exc)
-            return None
-    speech = resample_whole(np.frombuffer(raw, dtype="<i2"), rate, SAMPLE_RATE_HZ)
-    peak = int(np.max(np.abs(speech.astype(np.int32)))) if len(speech) else 0
+    try:
+        speech = espeak.synthesize(text, ESPEAK_VOICE, words_per_minute=160)
+    except SynthesisError as exc:
+        log.warning("test call: espeak-ng could not speak the question (%s); using a "
+                    "synthetic voice", exc)
+        return None
+    peak = int(np.max(np.abs(speech.astype(np.int32))))
     if peak == 0:
         log.warning("test call: espeak-ng gave silence; using a synthetic voice")
         return None
