@@ -35,6 +35,7 @@ class Kiosk:
                  simulator: Any | None = None, metrics: Any | None = None,
                  local_time: Callable[[], datetime] = datetime.now):
         from kiosk.audio.engine import AudioEngine
+        from kiosk.audio.prompts import SpokenPrompts
         from kiosk.conversation import Conversation
         from kiosk.service.metrics import Metrics
 
@@ -48,6 +49,8 @@ class Kiosk:
         self.metrics = metrics or Metrics(settings.metrics, settings.kiosk.id)
         self.audio = AudioEngine(settings.audio, listener=self._on_audio)
         tool = self.request_nurse if settings.realtime.nurse_call_tool else None
+        self.prompts = SpokenPrompts(settings, self.audio.playback)
+        self.audio.cues.set_error_speaker(self.prompts.speak_for)
         self.conversation = Conversation(session_settings, self.audio, self.post,
                                          counters=self.metrics, request_nurse=tool)
         self._closers.append(self.conversation.close)
@@ -87,6 +90,13 @@ class Kiosk:
         nurse = self.nurse
         return bool(nurse.request(source)) if nurse is not None else False
 
+    def test_call(self, reporter: Any) -> None:
+        """A remote test call (SIGUSR2): the controller runs it only while idle. `reporter`:
+        kiosk.test_call.report.TestCallReports, which outlives a reload."""
+        from kiosk.test_call.call import TestCall
+
+        TestCall(self.settings, reporter, self.post).request()
+
     def _on_audio(self, what: str, message: str) -> None:
         if what == "lost":
             for part in ("microphone", "speaker"):
@@ -117,6 +127,8 @@ class Kiosk:
             message = config.no_gateway_message(self.settings.source)
             log.error("not configured: %s", message, extra={"error_kind": "config"})
             self.post(ev.Fault("config", message, persistent=True))
+        self.prompts.start()  # espeak-ng on its own thread: ready within a second or so
+        self._closers.append(self.prompts.close)
         self._start_gpio()
         self._start_night()
         self.controller.start()

@@ -21,6 +21,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from kiosk import language
 from kiosk import settings as S
 
 DEFAULT_PATH = "/etc/voice-kiosk/config.yaml"
@@ -232,6 +233,21 @@ class _Checker:
             problem = _file_problem(value, secret=kind == "secret_file")
             if problem:
                 return self._bad(node, path, problem)
+        if kind == "wav" and value is not None:
+            problem = _file_problem(value, secret=False) or _wav_problem(value, meta)
+            if problem:
+                return self._bad(node, path, problem)
+        if kind == "language" and value is not None:
+            problem = language.problem(value)
+            if problem:
+                return self._bad(node, path, problem + ".")
+            value = language.parse(value).tag  # canonical case: pt-BR
+        if "max_chars" in meta and isinstance(value, str):
+            if not value.strip():
+                return self._bad(node, path, "must not be empty" + _help(meta))
+            if len(value) > meta["max_chars"]:
+                return self._bad(node, path, f"{len(value)} characters; keep it under "
+                                 f"{meta['max_chars']} (a patient listens to all of it).")
         return True, value
 
     def _check_clock_time(self, node: Node, path: str) -> tuple[bool, Any]:
@@ -321,6 +337,10 @@ class _Checker:
             self.fail(node, "gateway", "more than one credential given; keep exactly one of "
                       "api_key_file, token_file, email + password_file.")
         self._bedside_checks(s, root)
+        if s.kiosk.language and gw.language and s.kiosk.language != gw.language:
+            self.fail(node, "gateway.language", f"`{gw.language}` differs from kiosk.language "
+                      f"`{s.kiosk.language}`; remove gateway.language (kiosk.language is the "
+                      "one setting now).")
         visit = s.visit
         if visit.idle_timeout_s > visit.max_visit_s:
             self.fail(self._positions.get("visit", self._positions.get("session", root)),
@@ -430,7 +450,13 @@ def _rename_keys(node: Node, renamed: dict[str, str]) -> Node:
 def notices(settings: S.Settings) -> list[str]:
     """What a valid file still leaves unusable or unusual, for IT staff (check-config prints
     them; the daemon shows the first kind as `error`)."""
+    from kiosk.audio.prompts import notices as prompt_notices
+
     out = list(settings.notes)
+    if settings.gateway.language and not settings.kiosk.language:
+        out.append(f"gateway.language is now kiosk.language: move `language: "
+                   f"{settings.gateway.language}` to the kiosk: section.")
+    out += prompt_notices(settings)
     if not settings.gateway.url:
         out.append(no_gateway_message(settings.source))
     elif settings.uses_simulator:
@@ -487,6 +513,14 @@ def _file_problem(value: str, secret: bool) -> str | None:
         return (f"secret file `{path}` is readable by group or others (mode "
                 f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
     return None
+
+
+def _wav_problem(value: str, meta: typing.Mapping[str, Any]) -> str | None:
+    if CREDENTIALS_VAR in value and CREDENTIALS_VAR not in os.environ:
+        return None  # see _file_problem
+    from kiosk.audio.wavfile import wav_problem  # numpy: only when a WAV file is configured
+
+    return wav_problem(expand_path(value), meta.get("max_s"))
 
 
 def dump(settings: S.Settings) -> str:

@@ -13,7 +13,9 @@ from typing import Any
 # Validation rules understood by kiosk.config:
 #   range=(lo, hi)      inclusive numeric range
 #   choices=(...)       allowed values
-#   kind="url"|"path"|"secret_file"|"device"|"pin"|"level"
+#   kind="url"|"path"|"secret_file"|"device"|"pin"|"level"|"language"|"wav"
+#   max_s=...           with kind="wav": longest accepted recording, seconds
+#   max_chars=...       longest accepted text
 #   items=...           element rule for mappings
 
 
@@ -25,13 +27,22 @@ def opt(default: Any, help: str, **rule: Any) -> Any:
     return field(default=default, metadata={"help": help, **rule})
 
 
+STATE_DIRECTORY = "/var/lib/voice-kiosk"  # the unit's StateDirectory=voice-kiosk
 SIMULATOR_URL = "simulator"  # gateway.url asking for the built-in simulator (demos only)
+
+PROMPT_NAMES = ("unavailable", "out_of_order")
+"""The spoken prompts' situations (kiosk.audio.prompts says which failures each covers)."""
 
 
 @dataclass(frozen=True)
 class KioskSettings:
     id: str = opt("kiosk", "Name of this kiosk in logs, metrics and systemd status.")
     location: str = opt("", "Where the kiosk stands (ward, room, bed), for IT staff.")
+    language: str | None = opt(None, "The patient's language as a BCP 47 tag (de, es, ar, "
+                                     "pt-BR): asked of the gateway, the speech service's "
+                                     "transcription and answers, and the spoken prompts. "
+                                     "null: English prompts, the service's own choice.",
+                               kind="language")
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,8 @@ class GatewaySettings:
     give_up_s: float = opt(60.0, "Keep retrying a press's gateway or service failures this "
                                  "long (the kiosk stays connecting), seconds.", range=(0, 600))
     voice: str | None = opt(None, "Voice to ask the gateway for (null: gateway default).")
-    language: str | None = opt(None, "Language code to ask for, e.g. en or de.")
+    language: str | None = opt(None, "Old place of kiosk.language (still read when that is "
+                                     "null); move it there.", kind="language")
     vad_sensitivity: int | None = opt(None, "Gateway VAD sensitivity 0-100.", range=(0, 100))
     silence_duration_ms: int | None = opt(None, "Silence that ends a turn, ms.", range=(100, 5000))
     adaptive_vad: bool | None = opt(None, "Ask the gateway for adaptive VAD.")
@@ -85,6 +97,9 @@ class RealtimeSettings:
         "Instructions added to every link's session.update.")
     interrupt_response: bool = opt(True, "Let the server cancel its answer when the patient "
                                          "talks over it.")
+    speed: float = opt(1.0, "Speech rate of the answers (0.25-1.5; 0.8 is slower, for "
+                            "patients who hear poorly). Also slows the spoken prompts.",
+                       range=(0.25, 1.5))
     connect_timeout_s: float = opt(10.0, "WebSocket connect and setup timeout, seconds.",
                                    range=(1, 60))
     reconnect_give_up_s: float = opt(30.0, "Stop reconnecting a dropped link after, seconds.",
@@ -124,7 +139,16 @@ class AudioSettings:
                                         "(listening, ended, error, connecting, nurse_call).",
                                     keys=("listening", "ended", "error", "connecting",
                                           "nurse_call"),
-                                    kind="path")
+                                    kind="wav", max_s=10)
+    prompts: bool = opt(True, "Say in a sentence why the assistant cannot answer a press "
+                              "(false: the error sound only).")
+    prompt_files: dict[str, str] = opt({}, "Optional WAV recordings replacing the spoken "
+                                           "prompts (unavailable, out_of_order).",
+                                       keys=PROMPT_NAMES, kind="wav", max_s=30)
+    prompt_texts: dict[str, str] = opt({}, "Optional sentences replacing the built-in ones, "
+                                           "spoken by espeak-ng in kiosk.language "
+                                           "(unavailable, out_of_order).",
+                                       keys=PROMPT_NAMES, max_chars=300)
     device_retry_s: float = opt(2.0, "Retry a missing audio device every, seconds.",
                                 range=(0.2, 60))
     stop_when_idle: bool = opt(True, "Pause both streams while idle (no CPU, no wake-ups); "
@@ -259,6 +283,28 @@ class NightSettings:
 
 
 @dataclass(frozen=True)
+class TestCallSettings:
+    """A remote test call (`voice-kiosk test-call`, SIGUSR2): a spoken test question through
+    the real gateway and speech service, without a patient."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    volume: int = opt(0, "Volume of the test call's answer, percent on the scale of "
+                         "audio.volume and never louder than it; 0 mutes it (the answer "
+                         "still goes through the speaker path, as silence).", range=(0, 100))
+    timeout_s: float = opt(30.0, "A test call without a complete answer after this long "
+                                 "fails, seconds.", range=(10, 300))
+    result_file: str | None = opt(None, "Where the daemon writes each test call's result "
+                                        "for `voice-kiosk test-call` to read (null: "
+                                        "test-call.json in the service's state directory, "
+                                        "/var/lib/voice-kiosk).", kind="output_path")
+
+    def result_path(self) -> str:
+        """The result file: as configured, else in systemd's StateDirectory= of the unit."""
+        return self.result_file or f"{STATE_DIRECTORY}/test-call.json"
+
+
+@dataclass(frozen=True)
 class Settings:
     kiosk: KioskSettings = field(default_factory=KioskSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
@@ -269,9 +315,15 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     night: NightSettings = field(default_factory=NightSettings)
+    test_call: TestCallSettings = field(default_factory=TestCallSettings)
     source: str = field(default="<defaults>", compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
     """What the loader noticed in a valid file (an old section name), for check-config."""
+
+    @property
+    def language(self) -> str | None:
+        """The patient's language tag: kiosk.language, else the old gateway.language."""
+        return self.kiosk.language or self.gateway.language
 
     @property
     def uses_simulator(self) -> bool:
@@ -295,4 +347,5 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
     "night": NightSettings,
+    "test_call": TestCallSettings,
 }

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kiosk.audio.playback import Playback, volume_gain
-from kiosk.audio.resample import resample_whole
+from kiosk.audio.wavfile import read_wav
 from kiosk.ports import SAMPLE_RATE_HZ
 from kiosk.settings import AudioSettings
 from kiosk.states import State, StateChange
@@ -90,17 +90,9 @@ def synthesize(name: str) -> np.ndarray:
 def load_wav(path: str | Path) -> np.ndarray:
     """A 16-bit WAV file as 24 kHz mono int16. Raises ValueError saying what is wrong."""
     try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise ValueError(f"cue file {path} is {8 * w.getsampwidth()}-bit; "
-                                 "convert it to 16-bit PCM (sox in.wav -b 16 out.wav)")
-            rate, channels = w.getframerate(), w.getnchannels()
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    except (OSError, wave.Error, EOFError) as exc:
-        raise ValueError(f"cannot read cue file {path}: {exc}") from None
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    return resample_whole(data.astype(np.int16), rate, SAMPLE_RATE_HZ)
+        return read_wav(path)
+    except ValueError as exc:
+        raise ValueError(f"cue file {exc}") from None
 
 
 class CuePlayer:
@@ -124,10 +116,16 @@ class CuePlayer:
                 except ValueError as exc:
                     log.error("%s; using the built-in %s cue", exc, name)
         self.connecting_repeat_s = CONNECTING_REPEAT_S
+        self._speak_error: Callable[[StateChange], bool] | None = None
         self._ticker_stop: threading.Event | None = None
         self._lock = threading.Lock()
         self.played: list[str] = []
         """Names of cues played, oldest first (bounded; for tests and the demo display)."""
+
+    def set_error_speaker(self, speak: Callable[[StateChange], bool] | None) -> None:
+        """`speak(change)` says why an error happened (kiosk.audio.prompts) and returns True
+        when it did; the error cue plays only when it did not."""
+        self._speak_error = speak
 
     def play(self, name: str) -> None:
         """Play cue `name` now (no-op when cues are off)."""
@@ -159,8 +157,10 @@ class CuePlayer:
             self.play("listening")  # no answer came: speak (the question) again
         elif new == State.IDLE and old in (State.LISTENING, State.THINKING, State.SPEAKING):
             self.play("ended")
-        elif new == State.ERROR:
-            self.play("error")  # also again on a press while the error lasts
+        elif new == State.ERROR:  # also again on a press while the error lasts
+            speak = self._speak_error
+            if speak is None or not speak(change):
+                self.play("error")
 
     def close(self) -> None:
         """Stop the connecting ticker."""

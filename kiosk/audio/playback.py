@@ -267,9 +267,10 @@ class Playback:
         if empty:
             self._emit("drained", item_id)
 
-    def flush(self) -> int:
-        """Barge-in: fade out within one block, drop everything queued (and the cue);
-        returns ms played of the item that was playing (never more than was written).
+    def flush(self, keep_cue: bool = False) -> int:
+        """Barge-in: fade out within one block, drop everything queued (and the cue, unless
+        `keep_cue`); returns ms played of the item that was playing (never more than was
+        written).
 
         Never waits for the device: the next callback fades out what it hands over next and
         skips the rest of what was queued *now* (audio written after this call plays)."""
@@ -282,7 +283,8 @@ class Playback:
                 self._flush_to = ring.total_written
             else:
                 ring.clear()
-            self._cue = None
+            if not keep_cue:
+                self._cue = None
             self._running = False
             for item in self._items:
                 self._flushed_ids.add(item.item_id)

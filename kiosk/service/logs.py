@@ -171,20 +171,6 @@ class LogContext(logging.Filter):
 _MARK = "_voice_kiosk_handler"
 _context: LogContext | None = None
 _writer: LogWriter | None = None
-_own_stream: TextIO | None = None  # the copy of stderr the writer writes to (see below)
-
-
-def _stderr_copy() -> TextIO:
-    """A stream on a duplicate of file descriptor 2. PortAudio's noise is silenced by pointing
-    fd 2 at /dev/null for a moment (`kiosk.audio.devices.quiet_stderr`), and since streams
-    open at every answer, a log line written in that moment would be lost; the duplicate
-    keeps pointing at the real stderr."""
-    try:
-        fd = os.dup(sys.stderr.fileno())
-    except (AttributeError, OSError, ValueError):  # no file behind sys.stderr (tests)
-        return sys.stderr
-    return os.fdopen(fd, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
-                     errors="backslashreplace")
 QUEUE_RECORDS = 10_000  # lines waiting for the writer; beyond that, lines are dropped
 
 
@@ -266,6 +252,24 @@ def flush_logging(timeout_s: float = 2.0) -> bool:
     return _writer.flush(timeout_s) if _writer is not None else True
 
 
+_stderr_copy: TextIO | None = None
+
+
+def _real_stderr() -> TextIO:
+    """stderr through a file descriptor of its own: kiosk.audio.devices.quiet_stderr points
+    descriptor 2 at /dev/null while PortAudio starts (its C-level noise), and a line another
+    thread logs meanwhile (the spoken prompts are made then) must still be written."""
+    global _stderr_copy
+    if _stderr_copy is None:
+        try:
+            fd = os.dup(sys.stderr.fileno())
+        except (AttributeError, OSError, ValueError):  # no real stderr (captured, closed)
+            return sys.stderr
+        _stderr_copy = os.fdopen(fd, "w", buffering=1, encoding=sys.stderr.encoding,
+                                 errors="backslashreplace")
+    return _stderr_copy
+
+
 def _use_journal(target: str, journal_socket: str, stream: TextIO) -> bool:
     if target == "stderr" or not os.path.exists(journal_socket):
         return False
@@ -276,7 +280,7 @@ def _use_journal(target: str, journal_socket: str, stream: TextIO) -> bool:
 
 
 def _remove_handler() -> None:
-    global _writer, _own_stream
+    global _writer
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(old)
@@ -284,9 +288,6 @@ def _remove_handler() -> None:
     if _writer is not None:
         _writer.stop()
         _writer = None
-    if _own_stream is not None:
-        _own_stream.close()
-        _own_stream = None
 
 
 def teardown_logging() -> None:
@@ -302,13 +303,10 @@ def setup_logging(logging_settings: LoggingSettings, kiosk: KioskSettings, *,
                   journal_socket: str = JOURNAL_SOCKET) -> LogContext:
     """Install (or, on reload, replace) the kiosk's log handler; returns the LogContext
     the daemon registers as a state observer. Safe to call again with new settings."""
-    global _context, _writer, _own_stream
+    global _context, _writer
+    out = stream if stream is not None else _real_stderr()
     root = logging.getLogger()
     _remove_handler()
-    out = stream
-    if out is None:
-        out = _stderr_copy()
-        _own_stream = out if out is not sys.stderr else None
     if _context is None:
         _context = LogContext(kiosk.id)
     _context.kiosk_id = kiosk.id

@@ -137,6 +137,7 @@ class Metrics:
         # The nurse request (None: not configured): latched, the relay read back, requests.
         self._nurse: tuple[bool, bool] | None = None
         self._nurse_calls: Counter[str] = Counter({source: 0 for source in NURSE_SOURCES})
+        self._providers: list[Callable[[], list[Family]]] = []
         self._press_to_listening = _Latency()
         self._answer = _Latency()
         self._stopping = threading.Event()
@@ -196,6 +197,12 @@ class Metrics:
             old = self._sources.get(name)
             base = old[2] + old[3] if old is not None else 0
             self._sources[name] = (doc, read, base, 0)
+
+    def add_families(self, provider: Callable[[], list[Family]]) -> None:
+        """Export the families another part builds (the remote test call's), asked for at
+        every write; it must not wait, and may give none (absent until it has something)."""
+        with self._lock:
+            self._providers.append(provider)
 
     def set_health(self, part: str, ok: bool) -> None:
         """Whether a part (microphone, speaker, gpio) works now; exported as a gauge."""
@@ -271,6 +278,13 @@ class Metrics:
         out.append(Family(f"{PREFIX}_last_answer_timestamp_seconds", "gauge",
                           "Unix time the latest answer started playing (NaN before the first).",
                           [(k, last_answer)]))
+        with self._lock:
+            providers = list(self._providers)
+        for provider in providers:
+            try:
+                out.extend(provider())
+            except Exception:  # a broken part must not cost the kiosk all its metrics
+                log.exception("metrics: %s failed", getattr(provider, "__qualname__", provider))
         now = time.time()
         out.append(Family(f"{PREFIX}_start_time_seconds", "gauge",
                           "Unix time the daemon started.", [(k, self._started)]))

@@ -220,6 +220,13 @@ class RealtimeSession:
             self.error("invalid_value", f"Invalid value: '{voice}'.",
                        param="session.audio.output.voice", event_id=event.get("event_id"))
             return
+        speed = session.get("audio", {}).get("output", {}).get("speed")
+        if speed is not None and not (isinstance(speed, (int, float))
+                                      and not isinstance(speed, bool) and 0.25 <= speed <= 1.5):
+            self.error("invalid_value", f"Invalid 'session.audio.output.speed': {speed}; "
+                                        "expected a number from 0.25 to 1.5.",
+                       param="session.audio.output.speed", event_id=event.get("event_id"))
+            return
         merged = json.loads(json.dumps(self.rec.session))
         _deep_merge(merged, session)
         self._set_session(merged)
@@ -301,7 +308,9 @@ class RealtimeSession:
             self.tool_calls.add(call.call_id)
             call.start()
             return
-        response = Response(self.send, answer_s=k.answer_s, f0_hz=k.voice_f0_hz,
+        # audio.output.speed stretches the answer like the service's slower speech does.
+        speed = self.rec.session["audio"]["output"].get("speed") or 1.0
+        response = Response(self.send, answer_s=k.answer_s / speed, f0_hz=k.voice_f0_hz,
                             speed=k.stream_speed, chunk_ms=k.chunk_ms, text=k.answer_text,
                             previous_item_id=self.last_item, on_finished=self._finished,
                             delay_s=k.answer_delay_s)
