@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
-import stat
 import types
 import typing
 from dataclasses import dataclass
@@ -23,10 +21,18 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kiosk import language
 from kiosk import settings as S
+from kiosk.config_values import (
+    expand_path,
+    file_problem,
+    is_color,
+    is_url,
+    parse_clock_time,
+    pin_clashes,
+    wav_file_problem,
+)
 
 DEFAULT_PATH = "/etc/voice-kiosk/config.yaml"
 ENV_VAR = "VOICE_KIOSK_CONFIG"
-CREDENTIALS_VAR = "CREDENTIALS_DIRECTORY"
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,6 @@ class ConfigError(Exception):
 def resolve_path(cli_path: str | None) -> str:
     """`--config PATH` wins, then $VOICE_KIOSK_CONFIG, then /etc/voice-kiosk/config.yaml."""
     return cli_path or os.environ.get(ENV_VAR) or DEFAULT_PATH
-
-
-def expand_path(value: str) -> str:
-    """Expand ${CREDENTIALS_DIRECTORY} (systemd LoadCredential=) and ~ in a configured path."""
-    return os.path.expanduser(os.path.expandvars(value))
 
 
 def load(path: str) -> S.Settings:
@@ -218,10 +219,10 @@ class _Checker:
             hint = f" Did you mean `{close[0]}`?" if close else ""
             return self._bad(node, path, f"`{value}` is not one of {', '.join(names)}.{hint}")
         kind = meta.get("kind")
-        if kind == "url" and value and value != S.SIMULATOR_URL and not _is_url(value):
+        if kind == "url" and value and value != S.SIMULATOR_URL and not is_url(value):
             return self._bad(node, path, f"`{value}` is not a URL like "
                              "https://gateway.example.org.")
-        if kind == "color" and not _is_color(value):
+        if kind == "color" and not is_color(value):
             return self._bad(node, path, f"`{value}` is not a colour like \"#ff8800\" "
                              "(quote it: # starts a comment in YAML).")
         if kind == "output_path" and value is not None:
@@ -230,11 +231,11 @@ class _Checker:
                 return self._bad(node, path, f"folder `{folder}` does not exist; create it "
                                  "(the kiosk creates the file itself).")
         if kind in ("secret_file", "path") and value is not None:
-            problem = _file_problem(value, secret=kind == "secret_file")
+            problem = file_problem(value, secret=kind == "secret_file")
             if problem:
                 return self._bad(node, path, problem)
         if kind == "wav" and value is not None:
-            problem = _file_problem(value, secret=False) or _wav_problem(value, meta)
+            problem = file_problem(value, secret=False) or wav_file_problem(value, meta)
             if problem:
                 return self._bad(node, path, problem)
         if kind == "language" and value is not None:
@@ -384,57 +385,6 @@ class _Checker:
                           "time or all day; give different times.")
 
 
-def parse_clock_time(text: str) -> tuple[int, int] | None:
-    """"22:00" -> (22, 0); None unless it is HH:MM (or H:MM) within a day."""
-    hours, sep, minutes = text.partition(":")
-    if (not sep or not hours.isdigit() or not minutes.isdigit() or len(minutes) != 2
-            or len(hours) > 2):
-        return None
-    h, m = int(hours), int(minutes)
-    return (h, m) if h < 24 and m < 60 else None
-
-
-def pin_clashes(gpio: S.GpioSettings) -> list[tuple[str, str]]:
-    """(key, problem) for every configured pin that is not a GPIO or is already taken by
-    another setting (the button, the light, the switch, the relay and its reset input)."""
-    from gpiozero import pi_info
-
-    # A 40-pin header (every Pi since the B+): names like BOARD11 map to their GPIO.
-    header = pi_info("d03114")
-    used: list[tuple[str, int | str]] = [("gpio.button_pin", gpio.button_pin)]
-    if gpio.led_kind in ("single", "pwm"):
-        used.append(("gpio.led_pin", gpio.led_pin))
-    elif gpio.led_kind == "rgb":
-        used += [(f"gpio.rgb_pins[{i}]", pin) for i, pin in enumerate(gpio.rgb_pins)]
-    for key, pin in (("gpio.switch_pin", gpio.switch_pin),
-                     ("gpio.nurse_call.pin", gpio.nurse_call.pin),
-                     ("gpio.nurse_call.reset_pin", gpio.nurse_call.reset_pin)):
-        if pin is not None:
-            used.append((key, pin))
-    problems: list[tuple[str, str]] = []
-    owner: dict[str, str] = {}
-    for key, pin in used:
-        found = [info.name for _, info in header.find_pin(pin)]
-        if found and not found[0].startswith("GPIO"):
-            problems.append((key, f"`{pin}` is the header's {found[0]} pin, not a GPIO; use "
-                                  "a BCM number like 27 or a name like GPIO27 (`pinout` shows "
-                                  "the header)."))
-            continue
-        # Pins beyond the 40-pin header (a Compute Module's) are compared by their name.
-        name = found[0] if found else (f"GPIO{pin}" if isinstance(pin, int) else
-                                       re.sub(r"^BCM", "GPIO", str(pin).upper()))
-        if not re.fullmatch(r"GPIO\d+", name):
-            problems.append((key, f"`{pin}` is not a pin name; use a BCM number like 27 or a "
-                                  "name like GPIO27 or BOARD13 (`pinout` shows the header)."))
-            continue
-        if name in owner:
-            problems.append((key, f"`{pin}` is {name}, already used by {owner[name]}; give "
-                                  "each part its own pin."))
-            continue
-        owner[name] = key
-    return problems
-
-
 def _rename_keys(node: Node, renamed: dict[str, str]) -> Node:
     """A copy of a mapping node with some keys renamed (lines kept for error messages)."""
     if not isinstance(node, MappingNode):
@@ -479,48 +429,6 @@ def _type_words(allowed: set[Any]) -> str:
     words = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
              type(None): "null"}
     return " or ".join(words.get(t, str(t)) for t in allowed if t is not type(None)) or "null"
-
-
-def _is_url(value: str) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https", "ws", "wss") and bool(parts.hostname)
-
-
-def _is_color(value: str) -> bool:
-    return (isinstance(value, str) and len(value) == 7 and value[0] == "#"
-            and all(c in "0123456789abcdefABCDEF" for c in value[1:]))
-
-
-def _file_problem(value: str, secret: bool) -> str | None:
-    """What is wrong with a configured file, or None. Secret files must not be readable by
-    group or others (the message gives the chmod to run)."""
-    if CREDENTIALS_VAR in value and CREDENTIALS_VAR not in os.environ:
-        return None  # only systemd knows where LoadCredential= puts it; checked at start-up
-    path = expand_path(value)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return f"file `{path}` does not exist; create it or fix the path."
-    except OSError as exc:
-        return f"cannot check `{path}`: {exc.strerror}."
-    if not stat.S_ISREG(st.st_mode):
-        return f"`{path}` is not a regular file."
-    if not os.access(path, os.R_OK):
-        return f"`{path}` is not readable by this user; check owner and mode."
-    if secret and st.st_mode & 0o077:
-        return (f"secret file `{path}` is readable by group or others (mode "
-                f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
-    return None
-
-
-def _wav_problem(value: str, meta: typing.Mapping[str, Any]) -> str | None:
-    if CREDENTIALS_VAR in value and CREDENTIALS_VAR not in os.environ:
-        return None  # see _file_problem
-    from kiosk.audio.wavfile import wav_problem  # numpy: only when a WAV file is configured
-
-    return wav_problem(expand_path(value), meta.get("max_s"))
 
 
 def dump(settings: S.Settings) -> str:
