@@ -27,6 +27,7 @@ def opt(default: Any, help: str, **rule: Any) -> Any:
     return field(default=default, metadata={"help": help, **rule})
 
 
+STATE_DIRECTORY = "/var/lib/voice-kiosk"  # the unit's StateDirectory=voice-kiosk
 SIMULATOR_URL = "simulator"  # gateway.url asking for the built-in simulator (demos only)
 
 PROMPT_NAMES = ("unavailable", "out_of_order")
@@ -108,6 +109,9 @@ class RealtimeSettings:
     max_message_kib: int = opt(4096, "Largest server message accepted, KiB (a bigger one "
                                      "closes the link, which is then reopened).",
                                range=(64, 65536))
+    nurse_call_tool: bool = opt(False, "Let the assistant call a nurse: the model may call the "
+                                       "tool request_nurse, which closes gpio.nurse_call's "
+                                       "relay. Needs gpio.nurse_call.pin.")
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,9 @@ class AudioSettings:
     cues: bool = opt(True, "Play short sounds for listening, end, error and connecting.")
     cue_volume: int = opt(60, "Cue volume, percent.", range=(0, 100))
     cue_files: dict[str, str] = opt({}, "Optional WAV files replacing cues "
-                                        "(listening, ended, error, connecting).",
-                                    keys=("listening", "ended", "error", "connecting"),
+                                        "(listening, ended, error, connecting, nurse_call).",
+                                    keys=("listening", "ended", "error", "connecting",
+                                          "nurse_call"),
                                     kind="wav", max_s=10)
     prompts: bool = opt(True, "Say in a sentence why the assistant cannot answer a press "
                               "(false: the error sound only).")
@@ -172,6 +177,25 @@ DEFAULT_PATTERNS: dict[str, LedPattern] = {
 
 
 @dataclass(frozen=True)
+class NurseCallSettings:
+    """The nurse request relay: a normally-open dry contact wired in parallel with the bed's
+    own nurse call (it never replaces the call cord)."""
+
+    pin: int | str | None = opt(None, "Relay output pin (BCM number or a name like GPIO27); "
+                                      "null: no relay.", kind="pin")
+    active_high: bool = opt(True, "true: the pin goes high to close the contact; false for "
+                                  "relay boards that switch on a low input.")
+    hold_s: float = opt(0.0, "0: the contact stays closed until the request is reset "
+                             "(latched); more: closed this many seconds, like a press of the "
+                             "call button.", range=(0, 600))
+    reset_pin: int | str | None = opt(None, "Optional reset input for staff (a key switch or "
+                                            "button to ground, BCM); null: none.", kind="pin")
+    reset_after_s: float = opt(0.0, "Reset a request by itself after this long, seconds; 0: "
+                                    "never (a long press or reset_pin resets it).",
+                               range=(0, 86400))
+
+
+@dataclass(frozen=True)
 class GpioSettings:
     pin_factory: str = opt("auto", "auto, lgpio, rpigpio, pigpio, native or mock.",
                            choices=("auto", "lgpio", "rpigpio", "pigpio", "native", "mock"))
@@ -190,6 +214,17 @@ class GpioSettings:
         {}, "Per-state overrides of the LED pattern (idle, connecting, listening, thinking, "
             "speaking, error).",
         keys=("idle", "connecting", "listening", "thinking", "speaking", "error"))
+    min_press_ms: int = opt(0, "A press counts only when held this long, ms (button and "
+                               "switch; for patients with tremor). 0: every press counts.",
+                            range=(0, 1000))
+    switch_pin: int | str | None = opt(None, "Assistive switch input (3.5 mm jack: "
+                                             "sip-and-puff, pillow, grasp switch), BCM; null: "
+                                             "none.", kind="pin")
+    switch_role: str = opt("talk", "talk: exactly like the button; nurse_call: a press "
+                                   "requests a nurse (closes gpio.nurse_call's relay).",
+                           choices=("talk", "nurse_call"))
+    switch_pull_up: bool = opt(True, "true: switch wired to ground; false: wired to 3V3.")
+    nurse_call: NurseCallSettings = opt(NurseCallSettings(), "The nurse request relay.")
 
     def pattern(self, state: str) -> LedPattern:
         """The LED pattern for a state: the YAML override, else the built-in default."""
@@ -228,6 +263,48 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class NightSettings:
+    """Quieter sound and a dimmer light at night (local time; a window may cross midnight)."""
+
+    start: str | None = opt(None, "Night begins, local time HH:MM, e.g. \"22:00\"; null: no "
+                                  "night profile.", kind="clock_time")
+    end: str | None = opt(None, "Night ends, local time HH:MM, e.g. \"07:00\" (the next "
+                                "morning when before start).", kind="clock_time")
+    volume: int = opt(40, "Answer volume at night, percent (caps audio.volume).",
+                      range=(0, 100))
+    cue_volume: int = opt(20, "Cue volume at night, percent (caps audio.cue_volume).",
+                          range=(0, 100))
+    led_brightness: float = opt(0.1, "Light brightness at night, 0-1 (PWM and RGB LEDs); the "
+                                     "idle light is off.", range=(0, 1))
+
+    @property
+    def enabled(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
+@dataclass(frozen=True)
+class TestCallSettings:
+    """A remote test call (`voice-kiosk test-call`, SIGUSR2): a spoken test question through
+    the real gateway and speech service, without a patient."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    volume: int = opt(0, "Volume of the test call's answer, percent on the scale of "
+                         "audio.volume and never louder than it; 0 mutes it (the answer "
+                         "still goes through the speaker path, as silence).", range=(0, 100))
+    timeout_s: float = opt(30.0, "A test call without a complete answer after this long "
+                                 "fails, seconds.", range=(10, 300))
+    result_file: str | None = opt(None, "Where the daemon writes each test call's result "
+                                        "for `voice-kiosk test-call` to read (null: "
+                                        "test-call.json in the service's state directory, "
+                                        "/var/lib/voice-kiosk).", kind="output_path")
+
+    def result_path(self) -> str:
+        """The result file: as configured, else in systemd's StateDirectory= of the unit."""
+        return self.result_file or f"{STATE_DIRECTORY}/test-call.json"
+
+
+@dataclass(frozen=True)
 class Settings:
     kiosk: KioskSettings = field(default_factory=KioskSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
@@ -237,6 +314,8 @@ class Settings:
     visit: VisitSettings = field(default_factory=VisitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    night: NightSettings = field(default_factory=NightSettings)
+    test_call: TestCallSettings = field(default_factory=TestCallSettings)
     source: str = field(default="<defaults>", compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
     """What the loader noticed in a valid file (an old section name), for check-config."""
@@ -267,4 +346,6 @@ SECTIONS: dict[str, type] = {
     "visit": VisitSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
+    "night": NightSettings,
+    "test_call": TestCallSettings,
 }

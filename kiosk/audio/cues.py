@@ -1,6 +1,6 @@
 """Short sounds that tell the patient what the kiosk is doing.
 
-Four cues, synthesised with numpy so the kiosk ships no sound files, each easy to tell apart
+Five cues, synthesised with numpy so the kiosk ships no sound files, each easy to tell apart
 even by ear on a small speaker:
 
 * ``listening`` -- rising two-note chime (660 -> 880 Hz): "speak now". It plays at the press
@@ -9,6 +9,8 @@ even by ear on a small speaker:
 * ``ended``     -- falling two-note chime (880 -> 587 Hz): "the conversation is over".
 * ``error``     -- three short low beeps (330 Hz): "something is wrong".
 * ``connecting`` -- one soft short tick (1320 Hz), repeated every 3 s while still connecting.
+* ``nurse_call`` -- a high-low-high-low call signal (988 / 784 Hz): "a nurse has been called",
+  when the assistive switch or the assistant requests a nurse (`on_nurse_call`).
 
 Any cue can be replaced by a WAV file (``audio.cue_files``, any rate, mono or stereo, 16-bit).
 Cues play through the answer output (mixed on top), so `Playback.busy` is true while they
@@ -26,6 +28,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,9 +38,12 @@ from kiosk.ports import SAMPLE_RATE_HZ
 from kiosk.settings import AudioSettings
 from kiosk.states import State, StateChange
 
+if TYPE_CHECKING:
+    from kiosk.nurse import NurseCallChange
+
 log = logging.getLogger(__name__)
 
-CUE_NAMES = ("listening", "ended", "error", "connecting")
+CUE_NAMES = ("listening", "ended", "error", "connecting", "nurse_call")
 CONNECTING_REPEAT_S = 3.0
 _FADE_S = 0.005
 
@@ -72,6 +78,10 @@ def synthesize(name: str) -> np.ndarray:
                             _tone(330, 0.08)])
     elif name == "connecting":
         x = _tone(1320, 0.04, amp=0.3)
+    elif name == "nurse_call":
+        # Like a ward's call signal and unlike any other cue: four alternating notes.
+        x = np.concatenate([np.concatenate([_tone(f, 0.12), _gap(0.04)])
+                            for f in (988, 784, 988, 784)])
     else:
         raise ValueError(f"unknown cue {name!r}; known cues: {', '.join(CUE_NAMES)}")
     return np.round(x * 32767).astype(np.int16)
@@ -124,6 +134,15 @@ class CuePlayer:
         self._playback.play_cue(self.sounds[name], self._gain)
         self.played.append(name)
         del self.played[:-32]
+
+    def set_volume(self, percent: int) -> None:
+        """Cue volume 0-100 from the next cue on (the night profile caps it)."""
+        self._gain = volume_gain(percent)
+
+    def on_nurse_call(self, change: NurseCallChange) -> None:
+        """Nurse request observer: the call signal at each request."""
+        if change.new_request:
+            self.play("nurse_call")
 
     def on_state_change(self, change: StateChange) -> None:
         """Observer: listening, ended, error and the repeating connecting tick."""

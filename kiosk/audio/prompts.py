@@ -264,7 +264,7 @@ class SpokenPrompts:
 
     def _from_file(self, p: PromptPlan) -> Prepared | None:
         assert p.file is not None
-        from kiosk.config import expand_path
+        from kiosk.config_values import expand_path
 
         try:
             pcm = normalise(read_wav(expand_path(p.file)))

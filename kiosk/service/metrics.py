@@ -19,10 +19,14 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kiosk import __version__
 from kiosk.settings import MetricsSettings
 from kiosk.states import State, StateChange
+
+if TYPE_CHECKING:
+    from kiosk.nurse import NurseCallChange
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,7 @@ PREFIX = "voice_kiosk"
 ERROR_KINDS = ("auth", "network", "unavailable", "protocol", "device", "config", "gpio",
                "internal")
 LATENCY_WINDOW = 200  # latest samples kept for the p95
+NURSE_SOURCES = ("switch", "assistant")  # what can request a nurse
 
 
 def p95(samples: Iterable[float]) -> float:
@@ -129,6 +134,10 @@ class Metrics:
         self._sources: dict[str, tuple[str, Callable[[], int], int, int]] = {}
         self._errors: Counter[str] = Counter({kind: 0 for kind in ERROR_KINDS})
         self._health: dict[str, bool] = {}
+        # The nurse request (None: not configured): latched, the relay read back, requests.
+        self._nurse: tuple[bool, bool] | None = None
+        self._nurse_calls: Counter[str] = Counter({source: 0 for source in NURSE_SOURCES})
+        self._providers: list[Callable[[], list[Family]]] = []
         self._press_to_listening = _Latency()
         self._answer = _Latency()
         self._stopping = threading.Event()
@@ -165,6 +174,13 @@ class Metrics:
             if change.new == State.ERROR:
                 self._errors[change.error_kind or "internal"] += 1
 
+    def on_nurse_call(self, change: NurseCallChange) -> None:
+        """Nurse request observer: its state (the relay as read back) and the requests."""
+        with self._lock:
+            self._nurse = (change.active, change.contact_closed)
+            if change.new_request:
+                self._nurse_calls[change.source] += 1
+
     def count_press(self) -> None:
         with self._lock:
             self._presses += 1
@@ -181,6 +197,12 @@ class Metrics:
             old = self._sources.get(name)
             base = old[2] + old[3] if old is not None else 0
             self._sources[name] = (doc, read, base, 0)
+
+    def add_families(self, provider: Callable[[], list[Family]]) -> None:
+        """Export the families another part builds (the remote test call's), asked for at
+        every write; it must not wait, and may give none (absent until it has something)."""
+        with self._lock:
+            self._providers.append(provider)
 
     def set_health(self, part: str, ok: bool) -> None:
         """Whether a part (microphone, speaker, gpio) works now; exported as a gauge."""
@@ -209,6 +231,7 @@ class Metrics:
             counters = (self._visits, self._presses, self._reconnects, self._answers)
             last_answer = self._last_answer
             errors = sorted(self._errors.items())
+            nurse, nurse_calls = self._nurse, sorted(self._nurse_calls.items())
             health = sorted(self._health.items())
             latencies = [(lat.last, p95(lat.samples))
                          for lat in (self._press_to_listening, self._answer)]
@@ -230,6 +253,16 @@ class Metrics:
                               [(k, base + read[name])]))
         out.append(Family(f"{PREFIX}_errors_total", "counter", "Errors by kind.",
                           [({**k, "kind": kind}, count) for kind, count in errors]))
+        if nurse is not None:
+            active, contact_closed = nurse
+            out.append(Family(f"{PREFIX}_nurse_call_active", "gauge", "1 while a nurse request "
+                              "is latched (until reset), else 0.", [(k, int(active))]))
+            out.append(Family(f"{PREFIX}_nurse_call_relay_closed", "gauge", "1 while the nurse "
+                              "call relay's contact is closed, as read back from its pin.",
+                              [(k, int(contact_closed))]))
+            out.append(Family(f"{PREFIX}_nurse_calls_total", "counter", "Nurse requests by "
+                              "source (switch, assistant).",
+                              [({**k, "source": src}, n) for src, n in nurse_calls]))
         if health:
             out.append(Family(f"{PREFIX}_part_ok", "gauge",
                               "1 while a part (microphone, speaker, gpio) works, else 0.",
@@ -245,6 +278,13 @@ class Metrics:
         out.append(Family(f"{PREFIX}_last_answer_timestamp_seconds", "gauge",
                           "Unix time the latest answer started playing (NaN before the first).",
                           [(k, last_answer)]))
+        with self._lock:
+            providers = list(self._providers)
+        for provider in providers:
+            try:
+                out.extend(provider())
+            except Exception:  # a broken part must not cost the kiosk all its metrics
+                log.exception("metrics: %s failed", getattr(provider, "__qualname__", provider))
         now = time.time()
         out.append(Family(f"{PREFIX}_start_time_seconds", "gauge",
                           "Unix time the daemon started.", [(k, self._started)]))

@@ -170,6 +170,33 @@ def response_create() -> dict[str, Any]:
     return _event("response.create")
 
 
+def function_call_output(call_id: str, output: dict[str, Any]) -> dict[str, Any]:
+    """The result of a tool call the model made, as a conversation item (`output` as JSON)."""
+    return _event("conversation.item.create", item={
+        "type": "function_call_output", "call_id": call_id,
+        "output": orjson.dumps(output).decode()})
+
+
+NURSE_TOOL_NAME = "request_nurse"
+NURSE_TOOL: dict[str, Any] = {
+    "type": "function",
+    "name": NURSE_TOOL_NAME,
+    "description": (
+        "Call a nurse to the patient's bed through the ward's nurse call system. Use it when "
+        "the patient asks for a nurse or for help from staff, or says they are in pain, "
+        "unwell, have fallen or need help urgently. Tell the patient what the result says."),
+    "parameters": {
+        "type": "object",
+        "properties": {"reason": {"type": "string", "description": (
+            "A few words on why the nurse is needed, e.g. 'pain in the chest' or 'wants to "
+            "go to the toilet'.")}},
+        "required": ["reason"],
+        "additionalProperties": False,
+    },
+}
+"""The one tool the kiosk offers (with `realtime.nurse_call_tool: true`)."""
+
+
 def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings,
                    language: str | None = None) -> dict[str, Any]:
     """GA session.update from the gateway's flat beta voice_config plus the kiosk's overrides.
@@ -215,6 +242,9 @@ def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings,
         instructions = "\n\n".join(filter(None, [instructions, tag.answer_instruction()]))
     if instructions:
         session["instructions"] = instructions
+    if realtime.nurse_call_tool:
+        session["tools"] = [NURSE_TOOL]
+        session["tool_choice"] = "auto"
     return _event("session.update", session=session)
 
 
