@@ -152,7 +152,7 @@ class CuePlayer:
         else:
             self._stop_ticker()
         if new == State.CONNECTING and old in (State.IDLE, State.ERROR):
-            self.play("listening")  # the press: audio is kept from now on, speak now
+            self.play("listening")  # the press: speak now (gate: audio kept from its end)
         elif new == State.LISTENING and change.ask_again:
             self.play("listening")  # no answer came: speak (the question) again
         elif new == State.IDLE and old in (State.LISTENING, State.THINKING, State.SPEAKING):
