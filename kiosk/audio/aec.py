@@ -49,6 +49,7 @@ from kiosk.audio.delay import DelayEstimator
 RATE_HZ = 24000
 _SILENT_PEAK = 16  # int16 peak of a reference block that counts as "nothing played"
 _WINDOW_S = 0.5  # ERLE is measured per window of this much far-end audio
+_LEAD_S = 0.020  # the reference is kept this far ahead of the echo (see `_bulk`)
 
 
 class AecUnavailable(RuntimeError):
@@ -108,7 +109,14 @@ class EchoCanceller:
         self._preroll_n = 0
         self._fed = False  # AEC3 has been fed since the last bypass
         self._f64 = np.zeros(frame_samples, np.float64)
-        self._bulk = 0  # samples the reference is shifted by (tracked echo delay)
+        # Samples the reference is shifted by (the tracked echo delay). It starts early by
+        # `_LEAD_S`: AEC3 only models an echo that comes after its reference, and the
+        # latencies PortAudio reports can be off by tens of ms (through PulseAudio the echo
+        # was measured 2 ms *before* the stamped reference), while an echo later than
+        # expected by that much costs AEC3 nothing.
+        self._lead = int(_LEAD_S * rate_hz)
+        self._bulk = -self._lead
+        self._candidate: int | None = None  # a retrack waits for a second estimate to agree
         self._min_delay = int(min_delay_ms * rate_hz / 1000)
         self._max_delay = int(max_delay_ms * rate_hz / 1000)
         self._aec3_reach = int(0.250 * rate_hz)  # AEC3 finds delays up to ~500 ms itself
@@ -265,9 +273,16 @@ class EchoCanceller:
         total = self._bulk + delay
         if not self._min_delay <= total <= self._max_delay:
             return  # outside the tracked range: leave it, ERLE will say it fails
-        if delay < 0 or delay > self._aec3_reach:
-            self._bulk = total - int(0.020 * self.rate_hz)
-            self._delay.clear()
+        if 0 <= delay <= self._aec3_reach:
+            self._candidate = None
+            return
+        # A move makes AEC3 re-adapt: only on two estimates in a row that agree (to 2 ms).
+        candidate, self._candidate = self._candidate, total
+        if candidate is None or abs(candidate - total) > int(0.002 * self.rate_hz):
+            return
+        self._bulk = total - self._lead
+        self._candidate = None
+        self._delay.clear()
 
     def _measure(self, mic_db: float, out_db: float) -> None:
         """Accumulate ERLE over far-end windows; judge after `judge_s` of playback."""
