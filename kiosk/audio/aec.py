@@ -49,6 +49,8 @@ from kiosk.audio.delay import DelayEstimator
 RATE_HZ = 24000
 _SILENT_PEAK = 16  # int16 peak of a reference block that counts as "nothing played"
 _WINDOW_S = 0.5  # ERLE is measured per window of this much far-end audio
+_HEARD_DB = 10.0  # a window this far above the noise floor has echo in it (or the patient)
+_AEC3_INITIAL_S = 3.0  # AEC3's initial state (2.5 s of far-end audio) and a window more
 _LEAD_S = 0.020  # the reference is kept this far ahead of the echo (see `_bulk`)
 
 
@@ -122,6 +124,10 @@ class EchoCanceller:
         self._aec3_reach = int(0.250 * rate_hz)  # AEC3 finds delays up to ~500 ms itself
         self._delay = DelayEstimator(rate_hz, min_delay_ms=min_delay_ms,
                                      max_delay_ms=max_delay_ms)
+        self._life_far_frames = 0  # far-end frames AEC3 has processed since construction
+        # ERLE windows judge from this far-end frame on (AEC3's initial state, a retrack).
+        self._settle_frames = int(math.ceil(_AEC3_INITIAL_S * rate_hz / frame_samples))
+        self._settle_at = self._settle_frames
         self.reset()
 
     # -- life cycle ----------------------------------------------------------------------
@@ -134,7 +140,7 @@ class EchoCanceller:
         self._far_frames = 0
         self._win_mic = self._win_out = 0.0
         self._win_frames = 0
-        self._windows: list[tuple[float, float, float]] = []  # (erle dB, mic dB, far s)
+        self._windows: list[tuple[float, float, bool]] = []  # (erle dB, mic dB, settled)
         self._erle: float | None = None
         self._converged: bool | None = None
         self._floor_db = 0.0
@@ -281,12 +287,14 @@ class EchoCanceller:
         if candidate is None or abs(candidate - total) > int(0.002 * self.rate_hz):
             return
         self._bulk = total - self._lead
+        self._settle_at = self._life_far_frames + self._settle_frames
         self._candidate = None
         self._delay.clear()
 
     def _measure(self, mic_db: float, out_db: float) -> None:
         """Accumulate ERLE over far-end windows; judge after `judge_s` of playback."""
         self._far_frames += 1
+        self._life_far_frames += 1
         self._win_mic += 10.0 ** (mic_db / 10.0)
         self._win_out += 10.0 ** (out_db / 10.0)
         self._win_frames += 1
@@ -297,20 +305,36 @@ class EchoCanceller:
             return
         erle = 10.0 * math.log10(self._win_mic / max(self._win_out, 1e-9))
         mic_level = 10.0 * math.log10(self._win_mic / self._win_frames)
-        self._windows.append((erle, mic_level, self._far_frames * frame_s))
+        # AEC3 starts in an "initial state" (its first ~2.5 s of far-end audio) in which it
+        # damps whatever the microphone hears while the reference plays: its ERLE looks
+        # high even when the echo is not where it looks (measured on the echo rig: 38 dB
+        # windows, then 9 dB, for an echo a second late). Those windows do not judge.
+        # The same after the reference is shifted to a new delay (AEC3 re-adapts).
+        settled = self._life_far_frames - self._win_frames >= self._settle_at
+        self._windows.append((erle, mic_level, settled))
         self._win_mic = self._win_out = 0.0
         self._win_frames = 0
         keep = max(1, int(round(self.judge_s / _WINDOW_S)))
         del self._windows[:-keep]
+        # Only windows in which the microphone hears more than its noise floor say how well
+        # the echo is removed (AEC3 also damps the bare noise while the reference plays).
         # Double talk lowers a window's ERLE; the patient talks in a minority of windows,
-        # so the upper quartile is the canceller's own figure.
-        self._erle = float(np.percentile([w[0] for w in self._windows], 75))
-        if self._far_frames * frame_s < self.judge_s:
-            self._mode = "converging"
+        # so the median is the canceller's own figure.
+        def heard(ws: list[tuple[float, float, bool]]) -> list[float]:
+            return [w[0] for w in ws
+                    if not self._floor_frames or w[1] - self._floor_db >= _HEARD_DB]
+
+        settled = [w for w in self._windows if w[2]]
+        self._erle = float(np.median(heard(settled) or heard(self._windows)
+                                     or [w[0] for w in self._windows]))
+        if self._far_frames * frame_s < self.judge_s or len(settled) < 2:
+            self._mode = "failed" if self._failed else "converging"
             return
         # Echo makes every far-end window louder than the floor; a patient talking over a
-        # reference that is not heard (muted speaker) only some of them.
-        echo_db = float(np.percentile([w[1] for w in self._windows], 25)) - self._floor_db
+        # reference that is not heard (muted speaker) only some of them. Settled windows
+        # only: an echo later than the tracked range (a second, on the echo rig) misses the
+        # first windows, and taking it for "no echo" would let it through.
+        echo_db = float(np.percentile([w[1] for w in settled], 25)) - self._floor_db
         if self._floor_frames and echo_db < 6.0:
             self._mode = "no_echo"  # the speaker plays, the microphone hears no more
             return
@@ -327,7 +351,8 @@ class EchoCanceller:
 
     @property
     def erle_db(self) -> float | None:
-        """ERLE over the last `judge_s` of far-end audio (upper quartile of 0.5 s windows)."""
+        """ERLE over the last `judge_s` of far-end audio (median of the 0.5 s windows in
+        which the microphone heard more than its noise floor)."""
         return self._erle
 
     @property

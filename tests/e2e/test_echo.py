@@ -9,15 +9,18 @@ simulator's voice detector takes the echo for the patient (the control below sho
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk.audio.room_rig import EchoRoom
-from kiosk.sim.room import RoomModel
 from kiosk.sim.echo_scene import ANSWER_TEXT, PHRASE_TEXT
+from kiosk.sim.room import RoomModel
 from kiosk.sim.voice import spoken
 from tests.e2e.signals import loud_runs, wait_until
 
@@ -117,3 +120,46 @@ def test_the_answer_never_interrupts_itself_with_the_canceller(start_kiosk, sim,
     questions = loud_runs(conn.audio, threshold=1000, gap_s=0.3)
     assert len(questions) == 4, (questions, kiosk.proc.log[-3000:])
     assert "did not converge" not in kiosk.proc.log
+
+
+def test_a_canceller_that_does_not_converge_falls_back_to_the_gate(start_kiosk, sim, rig,
+                                                                     tmp_path):
+    """The echo comes back a second late, beyond the 800 ms the canceller tracks (a reference
+    that does not match what the microphone hears): after a few seconds of the answer the
+    kiosk says once that the canceller did not converge, mutes the microphone while it speaks
+    for the rest of the visit, and the metrics count the fallback."""
+    textfile = tmp_path / "voice-kiosk.prom"
+    late = RoomModel(delay_ms=1000.0, echo_gain_db=0.0, noise_dbfs=-65.0)
+    with EchoRoom(rig, late) as room:
+        kiosk = start_kiosk(visit={"idle_timeout_s": 20},
+                            metrics={"textfile": str(textfile), "interval_s": 1})
+        speaking_sim(sim, 6.0)
+        kiosk.press()
+        kiosk.wait_state("listening")
+        ask(kiosk, room)
+        kiosk.wait_state("speaking")
+        line = kiosk.proc.wait_for_log(r"echo canceller did not converge", timeout_s=20)
+        assert "audio.echo_mode: gate" in line.string  # what to do, in the same line
+        reduced = re.search(r"echo reduced by ([-\d.]+) dB", line.string)
+        assert reduced and float(reduced.group(1)) < 12.0, line.string
+
+        def figures() -> dict[tuple[str, str], float]:
+            found = {}
+            if textfile.exists():
+                for family in text_string_to_metric_families(textfile.read_text()):
+                    for s in family.samples:
+                        found[(s.name, s.labels.get("mode") or s.labels.get("state") or "")] \
+                            = s.value
+            return found
+
+        wait_until(lambda: figures().get(("voice_kiosk_aec_fallbacks_total", "")) == 1, 10,
+                   "the fallback in the metrics file")
+        got = figures()
+        assert got[("voice_kiosk_echo_mode", "aec")] == 1  # configured and running
+        assert got[("voice_kiosk_aec_state", "failed")] == 1
+        assert not math.isnan(got[("voice_kiosk_aec_erle_db", "")])
+        # The answer was not cut short by its own echo: the gate held the microphone.
+        _, status = kiosk.systemd.wait_for("STATUS", "listening", timeout_s=20)
+        assert "answer finished" in status["STATUS"], status
+        assert kiosk.proc.log.count("did not converge") == 1
+        assert room.error is None
