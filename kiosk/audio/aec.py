@@ -51,6 +51,7 @@ _SILENT_PEAK = 16  # int16 peak of a reference block that counts as "nothing pla
 _WINDOW_S = 0.5  # ERLE is measured per window of this much far-end audio
 _HEARD_DB = 10.0  # a window this far above the noise floor has echo in it (or the patient)
 _AEC3_INITIAL_S = 3.0  # AEC3's initial state (2.5 s of far-end audio) and a window more
+_JUDGE_WINDOWS = 4  # settled windows a verdict needs (one or two can mislead, measured)
 _LEAD_S = 0.020  # the reference is kept this far ahead of the echo (see `_bulk`)
 
 
@@ -327,7 +328,7 @@ class EchoCanceller:
         settled = [w for w in self._windows if w[2]]
         self._erle = float(np.median(heard(settled) or heard(self._windows)
                                      or [w[0] for w in self._windows]))
-        if self._far_frames * frame_s < self.judge_s or len(settled) < 2:
+        if self._far_frames * frame_s < self.judge_s or len(settled) < _JUDGE_WINDOWS:
             self._mode = "failed" if self._failed else "converging"
             return
         # Echo makes every far-end window louder than the floor; a patient talking over a
