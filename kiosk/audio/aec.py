@@ -125,6 +125,9 @@ class EchoCanceller:
         self._aec3_reach = int(0.250 * rate_hz)  # AEC3 finds delays up to ~500 ms itself
         self._delay = DelayEstimator(rate_hz, min_delay_ms=min_delay_ms,
                                      max_delay_ms=max_delay_ms)
+        # The microphone's noise floor (see `_track_floor`): the room's, kept across visits.
+        self._floor_db = 0.0
+        self._floor_frames = 0
         self._life_far_frames = 0  # far-end frames AEC3 has processed since construction
         # ERLE windows judge from this far-end frame on (AEC3's initial state, a retrack).
         self._settle_frames = int(math.ceil(_AEC3_INITIAL_S * rate_hz / frame_samples))
@@ -144,8 +147,6 @@ class EchoCanceller:
         self._windows: list[tuple[float, float, bool]] = []  # (erle dB, mic dB, settled)
         self._erle: float | None = None
         self._converged: bool | None = None
-        self._floor_db = 0.0
-        self._floor_frames = 0
         self.frames = 0
         self.bypassed_frames = 0
 

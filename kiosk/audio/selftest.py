@@ -28,7 +28,7 @@ from kiosk.settings import AudioSettings
 RECORD_S = 3.0
 SILENCE_PEAK_DBFS = -50.0  # quieter than this at its loudest: the mic is dead or muted
 CLIP_FRACTION = 0.001  # more samples than this at full scale: the gain is too high
-ECHO_CHECK_S = 5.0  # the canceller judges itself after 3 s of playback
+ECHO_CHECK_S = 12.0  # at most; the canceller judges itself after ~5 s of speech
 
 
 def run_test_audio(settings: AudioSettings, out: TextIO, record_s: float = RECORD_S) -> int:
@@ -100,22 +100,27 @@ def _echo_check(echo: EchoControl, capture: Capture, playback: Playback,
         why = f" ({echo.unavailable})" if echo.unavailable else ""
         print(f"echo: mode {echo.effective}{why}: no canceller to check", file=out)
         return
-    print(f"echo check: playing {ECHO_CHECK_S:g} s of test speech, stay quiet ...", file=out,
-          flush=True)
+    print(f"echo check: playing up to {ECHO_CHECK_S:g} s of test speech, stay quiet ...",
+          file=out, flush=True)
     capture.arm()  # a new visit for the canceller: its verdict starts again
+    quiet_until = time.monotonic() + 1.0
+    while time.monotonic() < quiet_until:  # the canceller hears the room's noise alone
+        capture.read_frame(timeout_s=0.5)
     item = "echo-check"
     playback.set_volume(settings.volume)
     playback.write(item, speech_like(ECHO_CHECK_S).tobytes())
     playback.end_item(item)
     deadline = time.monotonic() + ECHO_CHECK_S + 5.0
-    # The reader's thread runs the canceller: read until the sound has played out.
-    while (playback.busy or not capture_saw_playback(echo)) and time.monotonic() < deadline:
+    # The reader's thread runs the canceller: read until it has judged the echo (or the
+    # sound has played out), then stop the sound.
+    while time.monotonic() < deadline and not _judged(echo) and \
+            (playback.busy or not _saw_playback(echo)):
         capture.read_frame(timeout_s=0.5)
-    for _ in range(5):  # what is still in flight from the room
-        capture.read_frame(timeout_s=0.2)
+    playback.flush()
     capture.disarm()
     stats = echo.stats().aec
-    assert stats is not None
+    if stats is None:
+        return
     erle = "n/a" if stats.erle_db is None else f"{stats.erle_db:.1f} dB"
     delay = "n/a" if stats.delay_ms is None else f"{stats.delay_ms:.0f} ms"
     print(f"echo: mode aec, canceller {stats.mode}, echo reduced by {erle}, "
@@ -133,9 +138,14 @@ def _echo_check(echo: EchoControl, capture: Capture, playback: Playback,
               "quiet during this check, or set audio.echo_mode: gate.", file=out)
 
 
-def capture_saw_playback(echo: EchoControl) -> bool:
+def _saw_playback(echo: EchoControl) -> bool:
     stats = echo.stats().aec
     return stats is not None and stats.far_active_s > 0
+
+
+def _judged(echo: EchoControl) -> bool:
+    stats = echo.stats().aec
+    return stats is not None and stats.mode in ("active", "failed", "no_echo")
 
 
 def _record(capture: Capture, seconds: float) -> np.ndarray:
