@@ -51,6 +51,8 @@ _SILENT_PEAK = 16  # int16 peak of a reference block that counts as "nothing pla
 _WINDOW_S = 0.5  # ERLE is measured per window of this much far-end audio
 _HEARD_DB = 10.0  # a window this far above the noise floor has echo in it (or the patient)
 _AEC3_INITIAL_S = 3.0  # AEC3's initial state (2.5 s of far-end audio) and a window more
+_TAIL_S = 0.35  # after the reference falls silent its echo can still be heard (RT60 0.3 s)
+_LOCATE_S = 3.0  # far-end seconds past `judge_s` the delay search gets to find the echo
 _JUDGE_WINDOWS = 4  # settled windows a verdict needs (one or two can mislead, measured)
 _LEAD_S = 0.020  # the reference is kept this far ahead of the echo (see `_bulk`)
 
@@ -129,6 +131,9 @@ class EchoCanceller:
         self._floor_db = 0.0
         self._floor_frames = 0
         self._life_far_frames = 0  # far-end frames AEC3 has processed since construction
+        self.echo_expected = False
+        """The last frame may hold echo: its reference was audible, or stopped less than
+        the room's reverberation ago."""
         # ERLE windows judge from this far-end frame on (AEC3's initial state, a retrack).
         self._settle_frames = int(math.ceil(_AEC3_INITIAL_S * rate_hz / frame_samples))
         self._settle_at = self._settle_frames
@@ -147,6 +152,7 @@ class EchoCanceller:
         self._windows: list[tuple[float, float, bool]] = []  # (erle dB, mic dB, settled)
         self._erle: float | None = None
         self._converged: bool | None = None
+        self._located = False  # the delay search found the echo in this visit
         self.frames = 0
         self.bypassed_frames = 0
 
@@ -214,6 +220,7 @@ class EchoCanceller:
             audible_end = self._ref_audible_end
         mic_db = self._energy_db(mic)
         idle = ref_pos - audible_end > self.idle_after_s * self.rate_hz
+        self.echo_expected = ref_pos - audible_end < _TAIL_S * self.rate_hz
         if idle:
             self._track_floor(mic_db)
             self._mode = "failed" if self._failed else "bypass"
@@ -281,6 +288,7 @@ class EchoCanceller:
         total = self._bulk + delay
         if not self._min_delay <= total <= self._max_delay:
             return  # outside the tracked range: leave it, ERLE will say it fails
+        self._located = True
         if 0 <= delay <= self._aec3_reach:
             self._candidate = None
             return
@@ -340,7 +348,13 @@ class EchoCanceller:
         if self._floor_frames and echo_db < 6.0:
             self._mode = "no_echo"  # the speaker plays, the microphone hears no more
             return
-        if self._erle >= self.erle_threshold_db and not self._failed:
+        if not self._located and self._far_frames * frame_s < self.judge_s + _LOCATE_S:
+            # An echo the delay search has not found (yet) is not cancelled, whatever ERLE
+            # says: AEC3 damps a misaligned echo by 10-30 dB in some windows and not in
+            # others (measured on the echo rig, echo a second late). Give the search time.
+            self._mode = "failed" if self._failed else "converging"
+            return
+        if self._erle >= self.erle_threshold_db and self._located and not self._failed:
             self._converged, self._mode = True, "active"
         else:
             self._converged, self._failed, self._mode = False, True, "failed"

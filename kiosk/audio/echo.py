@@ -5,7 +5,7 @@ Three modes, chosen by IT staff for the bedside's hardware:
 * ``aec`` (the default): WebRTC's echo canceller in-process (`kiosk.audio.aec`). The speaker's
   output is the reference; the patient can talk over an answer ("stop", "wait") and the
   service hears them, not the answer. Until the canceller has converged once after start
-  (about 3 s of the first answer) the microphone is muted while the kiosk speaks, as with the
+  (about 5 s of the first answer) the microphone is muted while the kiosk speaks, as with the
   gate. When the canceller does not converge in a visit (its
   echo reduction stays below the threshold after a few seconds of playback) the microphone
   falls back to the gate for the rest of that visit: logged once, counted
@@ -106,12 +106,13 @@ class EchoControl:
             mode = canceller.mode
         if mode == "active":
             self.proven = True
-        elif mode == "converging" and not self.proven:
+        elif mode == "converging" and not self.proven and canceller.echo_expected:
             # The first seconds of playback since start: AEC3 is still finding the echo
             # path and lets bursts of echo through (measured on the echo rig: 10 ms windows
             # up to -30 dBFS, which a voice detector takes for the patient). Until it has
             # converged once, what the microphone hears while the kiosk speaks is muted, as
-            # the gate would; the canceller itself keeps learning from it.
+            # the gate would (to the end of the echo's reverberation, by the frame's own
+            # time); the canceller itself keeps learning from it.
             return Frame(np.zeros_like(frame.pcm), frame.captured_at)
         if failed and not self._fallback_seen:
             self._fallback_seen = True
