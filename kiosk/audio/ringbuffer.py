@@ -1,9 +1,15 @@
 """A fixed-capacity ring of int16 samples between one audio callback and one other thread.
 
 The storage is allocated once; `write` and `read_into` copy with numpy slices and never
-allocate, so they are safe to call from a PortAudio callback. A tiny lock guards the two
-position counters (it is held only for the copies, microseconds), which lets the capture
-ring drop its *oldest* audio from the producer side without racing the consumer.
+allocate, so they are safe to call from a PortAudio callback. It is an anonymous memory map,
+not a numpy allocation: a page costs memory only once audio is written to it, and a write
+into an empty ring starts again at the beginning, so a 120 s ring that never holds more than
+a few seconds keeps only those few seconds resident (a heap allocation would be zeroed, all
+resident, and reused heap memory stays resident after the ring is dropped).
+
+A tiny lock guards the two position counters (it is held only for the copies,
+microseconds), which lets the capture ring drop its *oldest* audio from the producer side
+without racing the consumer.
 
 Two behaviours when the ring is full:
 
@@ -26,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import mmap
 import threading
 from typing import Literal
 
@@ -42,13 +49,15 @@ class RingBuffer:
             raise ValueError(f"ring capacity must be positive, got {capacity}")
         if mode not in ("capture", "playback"):
             raise ValueError(f"ring mode must be 'capture' or 'playback', got {mode!r}")
-        self._buf = np.zeros(capacity, dtype=np.int16)
+        self._mem = mmap.mmap(-1, capacity * 2)  # zero pages, mapped on first write
+        self._buf = np.frombuffer(self._mem, dtype=np.int16)
         self._capacity = capacity
         self._mode = mode
         # Cumulative counters since creation: available = written - read. Cumulative positions
         # let the playback side map samples back to the answer item they belong to.
         self._written = 0
         self._read = 0
+        self._origin = 0  # the position stored at index 0: moved to `_written` when empty
         self._lock = threading.Lock()
         self.overruns = 0
         """Writes that did not fit completely."""
@@ -92,6 +101,8 @@ class RingBuffer:
             return 0
         cap = self._capacity
         with self._lock:
+            if self._written == self._read:
+                self._origin = self._written  # empty: start again on pages already resident
             free = cap - (self._written - self._read)
             if n > free:
                 self.overruns += 1
@@ -112,7 +123,7 @@ class RingBuffer:
                     n = free
                     if n == 0:
                         return 0
-            start = self._written % cap
+            start = (self._written - self._origin) % cap
             if start + n <= cap:  # the usual case: one contiguous copy
                 self._buf[start:start + n] = samples
             else:
@@ -135,7 +146,7 @@ class RingBuffer:
             else:
                 self.underruns += 1
             if n:
-                start = self._read % cap
+                start = (self._read - self._origin) % cap
                 if start + n <= cap:  # the usual case: one contiguous copy
                     out[:n] = self._buf[start:start + n]
                 else:
@@ -162,7 +173,7 @@ class RingBuffer:
                 return 0
             f = factors[len(factors) - k:]
             cap = self._capacity
-            start = lo % cap
+            start = (lo - self._origin) % cap
             first = min(k, cap - start)
             seg = self._buf[start:start + first]
             seg[:] = seg * f[:first]

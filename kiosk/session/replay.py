@@ -5,7 +5,9 @@ never left without an answer). Bounded; owned by the conversation's loop (no loc
 
 from __future__ import annotations
 
-from kiosk.session.protocol import pcm_ms
+from kiosk.session.protocol import SAMPLE_RATE_HZ, pcm_ms
+
+BYTES_PER_MS = SAMPLE_RATE_HZ * 2 // 1000  # PCM16 mono
 
 
 class ReplayBuffer:
@@ -32,11 +34,16 @@ class ReplayBuffer:
         """The service closed a turn at `audio_end_ms` of this link's audio: that audio becomes
         the pending turn until its answer starts."""
         turn = []
-        while self._chunks and (self._chunks[0][0] + pcm_ms(len(self._chunks[0][1]))
-                                <= audio_end_ms):
+        while self._chunks and self._chunks[0][0] < audio_end_ms:
             start, pcm = self._chunks.pop(0)
-            self._held_ms -= pcm_ms(len(pcm))
-            turn.append(pcm)
+            # A chunk (a 100 ms frame, or a bigger backlog piece) can straddle the turn's end:
+            # its head is the question's last words, its tail what followed. Split it, or a
+            # reconnect would send the question's end again as new speech.
+            cut = min(len(pcm), (audio_end_ms - start) * BYTES_PER_MS)
+            if cut < len(pcm):
+                self._chunks.insert(0, (audio_end_ms, pcm[cut:]))
+            self._held_ms -= pcm_ms(cut)
+            turn.append(pcm[:cut])
         self.pending_turn = turn
         while sum(pcm_ms(len(c)) for c in self.pending_turn) > self.max_ms and len(
                 self.pending_turn) > 1:

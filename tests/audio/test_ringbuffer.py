@@ -149,3 +149,23 @@ def test_rejects_bad_arguments():
         RingBuffer(0)
     with pytest.raises(ValueError):
         RingBuffer(10, mode="other")  # type: ignore[arg-type]
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_big_ring_keeps_only_what_it_holds_resident():
+    """The default answer ring is 120 s (5.5 MiB). Used for months of short answers it must
+    cost what one answer holds, not its capacity (the endurance test saw +11 MiB)."""
+    ring = RingBuffer(120 * 24000, mode="playback")
+    answer = np.full(24000 * 3, 1000, np.int16)  # 3 s, queued at once as the service sends it
+    out = np.empty(2400, np.int16)
+    before = _rss_kib()
+    for _ in range(100):  # 300 s written in all: the positions go round the ring 2.5 times
+        assert ring.write(answer) == len(answer)
+        while ring.read_into(out):
+            pass
+    grown = _rss_kib() - before
+    assert grown < 1024, f"RSS grew {grown} KiB for a ring holding at most 3 s (141 KiB)"

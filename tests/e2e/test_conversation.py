@@ -58,7 +58,7 @@ def test_press_connects_and_streams_what_the_microphone_hears(start_kiosk, sim, 
     assert dominant_hz(heard, 24000) == pytest.approx(440, rel=0.01)  # 24 kHz, not resampled
     appends = conn.events_of("input_audio_buffer.append")
     live = [len(a["audio"]) for a in appends[-20:]]
-    assert max(set(live), key=live.count) == 1280  # 20 ms = 960 bytes = 1280 base64 chars
+    assert max(set(live), key=live.count) == 6400  # 100 ms = 4800 bytes = 6400 base64 chars
 
 
 def test_a_conversation_turn_is_heard_from_the_speaker(start_kiosk, sim, rig):

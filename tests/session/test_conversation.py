@@ -222,3 +222,17 @@ def test_replay_buffer_is_bounded_and_trimmed_by_commits() -> None:
     assert replay.take() == []
     replay.answered()
     assert replay.pending_turn == []
+
+
+def test_a_turn_ending_inside_a_frame_splits_it() -> None:
+    """100 ms frames: the service's turn ends in the middle of one. Its head belongs to the
+    question (asked again whole), its tail is all a new link should get again."""
+    from kiosk.session.replay import ReplayBuffer
+    replay = ReplayBuffer(max_ms=2000)
+    speech, silence = b"\x10\x27" * 2400, b"\x00\x00" * 2400  # 100 ms each
+    for frame in (speech, speech, speech[:2400] + silence[2400:], silence):
+        replay.sent(frame)
+    replay.committed(250)
+    assert b"".join(replay.pending_turn) == speech * 2 + speech[:2400]
+    rest = replay.take()
+    assert b"".join(rest) == silence[2400:] + silence  # no speech sent twice
