@@ -320,8 +320,8 @@ class EchoCanceller:
         # high even when the echo is not where it looks (measured on the echo rig: 38 dB
         # windows, then 9 dB, for an echo a second late). Those windows do not judge.
         # The same after the reference is shifted to a new delay (AEC3 re-adapts).
-        settled = self._life_far_frames - self._win_frames >= self._settle_at
-        self._windows.append((erle, mic_level, settled))
+        self._windows.append((erle, mic_level,
+                              self._life_far_frames - self._win_frames >= self._settle_at))
         self._win_mic = self._win_out = 0.0
         self._win_frames = 0
         keep = max(1, int(round(self.judge_s / _WINDOW_S)))
@@ -335,8 +335,8 @@ class EchoCanceller:
                     if not self._floor_frames or w[1] - self._floor_db >= _HEARD_DB]
 
         settled = [w for w in self._windows if w[2]]
-        self._erle = float(np.median(heard(settled) or heard(self._windows)
-                                     or [w[0] for w in self._windows]))
+        self._erle = float(np.median(np.asarray(heard(settled) or heard(self._windows)
+                                                or [w[0] for w in self._windows])))
         if self._far_frames * frame_s < self.judge_s or len(settled) < _JUDGE_WINDOWS:
             self._mode = "failed" if self._failed else "converging"
             return
