@@ -113,7 +113,7 @@ class AudioSettings:
                                   range=(1, 120))
     playback_buffer_s: float = opt(120.0, "Answer audio that can be queued, seconds.",
                                    range=(5, 600))
-    echo_mode: str = opt("aec", "aec: cancel the speaker's echo in the kiosk, the patient "
+    echo_mode: str = opt("gate", "aec: cancel the speaker's echo in the kiosk, the patient "
                                 "can talk over an answer; gate: mute the mic while the kiosk "
                                 "speaks; none: full duplex (echo-cancelling speakerphone).",
                          choices=("aec", "gate", "none"))

@@ -2,7 +2,7 @@
 
 Three modes, chosen by IT staff for the bedside's hardware:
 
-* ``aec`` (the default): WebRTC's echo canceller in-process (`kiosk.audio.aec`). The speaker's
+* ``aec``: WebRTC's echo canceller in-process (`kiosk.audio.aec`). The speaker's
   output is the reference; the patient can talk over an answer ("stop", "wait") and the
   service hears them, not the answer. Until the canceller has converged once after start
   (about 5 s of the first answer) the microphone is muted while the kiosk speaks, as with the
@@ -11,7 +11,8 @@ Three modes, chosen by IT staff for the bedside's hardware:
   falls back to the gate for the rest of that visit: logged once, counted
   (``voice_kiosk_aec_fallbacks_total``). Without the WebRTC library (no wheel for 32-bit
   Raspberry Pi OS) the kiosk uses the gate and says so once at start.
-* ``gate``: the microphone is not kept while the speaker plays (answer or cue, plus the
+* ``gate`` (the default: ``aec`` misses issue 14's goals, see the README): the microphone
+  is not kept while the speaker plays (answer or cue, plus the
   device's latency); the button still interrupts.
 * ``none``: the microphone is always kept (an echo-cancelling speakerphone does the work).
 
@@ -106,13 +107,14 @@ class EchoControl:
             mode = canceller.mode
         if mode == "active":
             self.proven = True
-        elif mode == "converging" and not self.proven and canceller.echo_expected:
+        elif mode == "converging" and not self.proven and (canceller.echo_expected
+                                                              or self._busy()):
             # The first seconds of playback since start: AEC3 is still finding the echo
             # path and lets bursts of echo through (measured on the echo rig: 10 ms windows
             # up to -30 dBFS, which a voice detector takes for the patient). Until it has
             # converged once, what the microphone hears while the kiosk speaks is muted, as
-            # the gate would (to the end of the echo's reverberation, by the frame's own
-            # time); the canceller itself keeps learning from it.
+            # the gate would (and to the end of the echo's reverberation, by the frame's
+            # own time); the canceller itself keeps learning from it.
             return Frame(np.zeros_like(frame.pcm), frame.captured_at)
         if failed and not self._fallback_seen:
             self._fallback_seen = True

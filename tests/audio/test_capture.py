@@ -214,7 +214,7 @@ def test_every_frame_passes_through_the_echo_control_and_arm_starts_a_visit(rig)
     tone comes out whole, delayed by the canceller's own lag) and arm() resets its verdict."""
     from kiosk.audio.echo import EchoControl
 
-    settings = AudioSettings()  # echo_mode aec, 100 ms frames
+    settings = AudioSettings(echo_mode="aec")  # and the default 100 ms frames
     echo = EchoControl(settings, lambda: False)
     if echo.canceller is None:
         pytest.skip("pywebrtc-audio is not installed")

@@ -66,8 +66,11 @@ def test_test_audio_checks_the_echo_canceller_on_a_bedside_with_echo(rig, tmp_pa
     from kiosk.audio.room_rig import EchoRoom
     from kiosk.sim.room import RoomModel
 
+    config = tmp_path / "aec.yaml"
+    config.write_text(f"audio: {{input_device: {MIC_DEVICE}, output_device: {SPEAKER_DEVICE}, "
+                      f"echo_mode: aec}}\n")
     with EchoRoom(rig, RoomModel(delay_ms=60.0, echo_gain_db=0.0, noise_dbfs=-65.0)) as room:
-        proc = subprocess.Popen([VOICE_KIOSK, "test-audio", "--config", _config(tmp_path),
+        proc = subprocess.Popen([VOICE_KIOSK, "test-audio", "--config", str(config),
                                  "--seconds", "2"], env={**os.environ, **rig.env},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -95,8 +98,5 @@ def test_test_audio_checks_the_echo_canceller_on_a_bedside_with_echo(rig, tmp_pa
 
 
 def test_test_audio_says_which_echo_mode_runs_when_it_is_not_aec(rig, tmp_path):
-    path = tmp_path / "config.yaml"
-    path.write_text(f"audio: {{input_device: {MIC_DEVICE}, output_device: {SPEAKER_DEVICE}, "
-                    f"echo_mode: gate}}\n")
-    out = run(["test-audio", "--config", str(path), "--seconds", "1"], rig)
+    out = run(["test-audio", "--config", _config(tmp_path), "--seconds", "1"], rig)  # gate
     assert "echo: mode gate: no canceller to check" in out.stdout, out.stdout

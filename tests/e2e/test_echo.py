@@ -69,7 +69,7 @@ def test_voice_barge_in_through_the_echo_with_the_canceller(start_kiosk, sim, ri
     that echo in the middle of it: the service hears the phrase and the answer stops. (A
     first answer plays out before: until the canceller has converged once after start, the
     kiosk mutes the microphone while it speaks.)"""
-    kiosk = start_kiosk(visit={"idle_timeout_s": 20})
+    kiosk = start_kiosk(visit={"idle_timeout_s": 20}, audio={"echo_mode": "aec"})
     speaking_sim(sim, 4.0)
     kiosk.press()
     kiosk.wait_state("listening")
@@ -104,7 +104,7 @@ def test_voice_barge_in_through_the_echo_with_the_canceller(start_kiosk, sim, ri
 def test_the_answer_never_interrupts_itself_with_the_canceller(start_kiosk, sim, rig, room):
     """Four answers in a row, each echoing back as loud as a patient speaks: none is cut
     short, and all the service hears is the patient's four questions."""
-    kiosk = start_kiosk(visit={"idle_timeout_s": 20})
+    kiosk = start_kiosk(visit={"idle_timeout_s": 20}, audio={"echo_mode": "aec"})
     speaking_sim(sim, 3.0)
     kiosk.press()
     kiosk.wait_state("listening")
@@ -131,7 +131,7 @@ def test_a_canceller_that_does_not_converge_falls_back_to_the_gate(start_kiosk, 
     textfile = tmp_path / "voice-kiosk.prom"
     late = RoomModel(delay_ms=1000.0, echo_gain_db=0.0, noise_dbfs=-65.0)
     with EchoRoom(rig, late) as room:
-        kiosk = start_kiosk(visit={"idle_timeout_s": 20},
+        kiosk = start_kiosk(visit={"idle_timeout_s": 20}, audio={"echo_mode": "aec"},
                             metrics={"textfile": str(textfile), "interval_s": 1})
         speaking_sim(sim, 6.0)
         kiosk.press()
