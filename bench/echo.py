@@ -10,8 +10,10 @@ For each mode, `voice-kiosk run` (the example configuration with the virtual dev
 GPIO, the simulator as gateway and service, `audio.echo_mode` set) talks to the simulator in
 its own process; between the virtual speaker and microphone a simulated room
 (`kiosk.audio.room_rig.EchoRoom`: 60 ms, RT60 0.3 s, background noise) brings the answer back
-as loud as the patient speaks (0 dB echo-to-speech). Answers are espeak-ng speech. Every trial
-is one visit: press, the patient's question through the room, the answer.
+as loud as the patient speaks (0 dB echo-to-speech). Answers are espeak-ng speech. A trial is
+one turn: the patient's question through the room, the answer; turns follow each other in a
+visit, and a new visit (a press) starts when the last one is not quietly listening (after
+an answer that interrupted itself).
 
 * false barge-ins: `--answers` answers nobody talks over; one that the simulator's voice
   detector cuts short ("patient speaking") is a false barge-in;
@@ -32,6 +34,7 @@ Exit status 1 when a goal of issue 14 is missed for aec; the output says which.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -134,15 +137,20 @@ class Bedside:
             time.sleep(0.3)
 
     def answer(self, answer_s: float) -> float:
-        """A new visit, the question, and the answer starting; when it started."""
-        self.to_idle()
+        """The question and the answer starting (the next turn of the visit, or a new
+        visit when the last one is not quietly listening); when the answer started."""
         self.sim.knobs.answer_voice = "speech"
         self.sim.knobs.answer_text = ANSWER_TEXT
         self.sim.knobs.answer_s = answer_s
-        pressed = self.daemon.press()
-        self.daemon.wait_state("listening", pressed)
+        now = time.monotonic()
+        quiet = self.state() == "listening" and \
+            now - self.daemon.notify.messages[-1][0] > 0.5
+        if not quiet:
+            self.to_idle()
+            self.daemon.wait_state("listening", self.daemon.press())
+        asked = time.monotonic()
         self.room.say(self.question)
-        return self.daemon.wait_state("speaking", pressed, timeout_s=20)
+        return self.daemon.wait_state("speaking", asked, timeout_s=20)
 
     def answer_ended(self, after: float, timeout_s: float) -> tuple[float, str]:
         at, fields = self.daemon.notify.wait("STATUS", "listening ", after, timeout_s)
@@ -190,6 +198,10 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
                     result.latencies_s.append(at - said)
                     if at - said <= GOAL_SILENCED_S:
                         result.true_in_time += 1
+                    # The service answers the phrase: let that answer play out.
+                    with contextlib.suppress(TimeoutError):
+                        side.answer_ended(side.daemon.wait_state("speaking", at),
+                                          args.answer_s + 15)
             side.to_idle()
             result.fallbacks = metric(side.textfile, "voice_kiosk_aec_fallbacks_total") or 0.0
         except (TimeoutError, RuntimeError) as exc:
