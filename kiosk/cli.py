@@ -1,10 +1,12 @@
-"""`voice-kiosk` command line: run, check-config, devices, test-audio, demo."""
+"""`voice-kiosk` command line: run, check-config, prompts, devices, test-audio, test-call,
+demo."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kiosk import __version__, config
 
@@ -38,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG)
     _add_config(p)
 
+    p = sub.add_parser("prompts", help="show what the patient hears when the assistant "
+                       "cannot be reached", description="Show each spoken prompt: when it is "
+                       "said, its sentence, language and length. Exit 1 when one is not "
+                       "available (the error sound plays instead).", epilog=EPILOG)
+    _add_config(p)
+    p.add_argument("--export", metavar="DIR", type=Path,
+                   help="also write each prompt as DIR/<name>.wav (24 kHz, 16-bit)")
+
     p = sub.add_parser("devices", help="list audio inputs and outputs",
                        description="List the audio devices PortAudio sees: index, name, "
                        "channels and default rate. Use a name substring in audio.input_device "
@@ -49,6 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
                        "or clipping. Nothing is stored.", epilog=EPILOG)
     _add_config(p)
     p.add_argument("--seconds", type=float, default=3.0, help="recording length (default 3)")
+
+    p = sub.add_parser("test-call", help="make the running kiosk do a test call and report it",
+                       description="Ask the running kiosk (SIGUSR2) to put a spoken test "
+                       "question through the gateway and the speech service, without a "
+                       "patient and with its answer muted (test_call.volume), and print the "
+                       "result with its timings. Only while the kiosk is idle. Exit codes: 0 "
+                       "ok; 1 failed (a patient's visit would fail too); 75 refused or "
+                       "abandoned (a patient was using the kiosk: try again later); 69 no "
+                       "daemon or no result in time; 77 not allowed to signal the daemon "
+                       "(use sudo); 78 the configuration is invalid.", epilog=EPILOG)
+    _add_config(p)
+    p.add_argument("--pid", type=int, help="the daemon's process id (default: systemd's main "
+                                           "process of --unit)")
+    p.add_argument("--unit", default="voice-kiosk.service",
+                   help="the kiosk's systemd unit (default: voice-kiosk.service)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="how long to wait for the result (default: test_call.timeout_s + 15)")
+    p.add_argument("--json", action="store_true",
+                   help="print the whole result (timings included) as JSON")
 
     p = sub.add_parser("demo", help="watch a whole conversation turn against the simulator",
                        description="Start the built-in simulator on loopback and the real kiosk "
@@ -68,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": _run, "check-config": _check_config, "devices": _devices,
-               "test-audio": _test_audio, "demo": _demo}[args.command]
+    handler = {"run": _run, "check-config": _check_config, "prompts": _prompts,
+               "devices": _devices, "test-audio": _test_audio, "test-call": _test_call,
+               "demo": _demo}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -99,6 +129,17 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompts(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 1
+    from kiosk.audio.prompt_report import report
+
+    text, complete = report(settings, args.export)
+    print(text)
+    return 0 if complete else 1
+
+
 def _run(args: argparse.Namespace) -> int:
     from kiosk.daemon import run_daemon
 
@@ -119,6 +160,16 @@ def _test_audio(args: argparse.Namespace) -> int:
     from kiosk.audio.selftest import run_test_audio
 
     return run_test_audio(settings.audio, sys.stdout, record_s=args.seconds)
+
+
+def _test_call(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 78  # EX_CONFIG: apart from 1, which says the test call failed
+    from kiosk.test_call.client import run_test_call
+
+    return run_test_call(settings, args.pid, args.unit, args.timeout, args.json, sys.stdout,
+                         sys.stderr)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import stat
 import types
 import typing
 from dataclasses import dataclass
@@ -20,11 +19,20 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from kiosk import language
 from kiosk import settings as S
+from kiosk.config_values import (
+    expand_path,
+    file_problem,
+    is_color,
+    is_url,
+    parse_clock_time,
+    pin_clashes,
+    wav_file_problem,
+)
 
 DEFAULT_PATH = "/etc/voice-kiosk/config.yaml"
 ENV_VAR = "VOICE_KIOSK_CONFIG"
-CREDENTIALS_VAR = "CREDENTIALS_DIRECTORY"
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,6 @@ class ConfigError(Exception):
 def resolve_path(cli_path: str | None) -> str:
     """`--config PATH` wins, then $VOICE_KIOSK_CONFIG, then /etc/voice-kiosk/config.yaml."""
     return cli_path or os.environ.get(ENV_VAR) or DEFAULT_PATH
-
-
-def expand_path(value: str) -> str:
-    """Expand ${CREDENTIALS_DIRECTORY} (systemd LoadCredential=) and ~ in a configured path."""
-    return os.path.expanduser(os.path.expandvars(value))
 
 
 def load(path: str) -> S.Settings:
@@ -156,6 +159,7 @@ class _Checker:
         values: dict[str, Any] = {}
         for k_node, v_node in self._pairs(node, f"{path}.", list(fields)):
             name = k_node.value
+            self._positions[f"{path}.{name}"] = k_node
             ok, value = self.check(v_node, hints[name], fields[name].metadata, f"{path}.{name}")
             if ok:
                 values[name] = value
@@ -167,6 +171,12 @@ class _Checker:
         """Convert and validate one value against its declared type and rule."""
         args = typing.get_args(tp)
         origin = typing.get_origin(tp)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a section in a section
+            # Its valid keys are kept even when another is wrong (already reported), so the
+            # checks across sections see the pins that were given, not the defaults.
+            return True, self.build_dataclass(tp, node, path, node)
+        if meta.get("kind") == "clock_time":
+            return self._check_clock_time(node, path)
         if origin is dict:
             return self._check_dict(node, args[1], meta, path)
         if origin is list:
@@ -209,10 +219,10 @@ class _Checker:
             hint = f" Did you mean `{close[0]}`?" if close else ""
             return self._bad(node, path, f"`{value}` is not one of {', '.join(names)}.{hint}")
         kind = meta.get("kind")
-        if kind == "url" and value and value != S.SIMULATOR_URL and not _is_url(value):
+        if kind == "url" and value and value != S.SIMULATOR_URL and not is_url(value):
             return self._bad(node, path, f"`{value}` is not a URL like "
                              "https://gateway.example.org.")
-        if kind == "color" and not _is_color(value):
+        if kind == "color" and not is_color(value):
             return self._bad(node, path, f"`{value}` is not a colour like \"#ff8800\" "
                              "(quote it: # starts a comment in YAML).")
         if kind == "output_path" and value is not None:
@@ -221,10 +231,37 @@ class _Checker:
                 return self._bad(node, path, f"folder `{folder}` does not exist; create it "
                                  "(the kiosk creates the file itself).")
         if kind in ("secret_file", "path") and value is not None:
-            problem = _file_problem(value, secret=kind == "secret_file")
+            problem = file_problem(value, secret=kind == "secret_file")
             if problem:
                 return self._bad(node, path, problem)
+        if kind == "wav" and value is not None:
+            problem = file_problem(value, secret=False) or wav_file_problem(value, meta)
+            if problem:
+                return self._bad(node, path, problem)
+        if kind == "language" and value is not None:
+            problem = language.problem(value)
+            if problem:
+                return self._bad(node, path, problem + ".")
+            value = language.parse(value).tag  # canonical case: pt-BR
+        if "max_chars" in meta and isinstance(value, str):
+            if not value.strip():
+                return self._bad(node, path, "must not be empty" + _help(meta))
+            if len(value) > meta["max_chars"]:
+                return self._bad(node, path, f"{len(value)} characters; keep it under "
+                                 f"{meta['max_chars']} (a patient listens to all of it).")
         return True, value
+
+    def _check_clock_time(self, node: Node, path: str) -> tuple[bool, Any]:
+        # The text as written: YAML 1.1 reads an unquoted 22:00 as the number 1320.
+        if isinstance(node, ScalarNode) and node.tag.endswith(":null"):
+            return True, None
+        text = node.value.strip() if isinstance(node, ScalarNode) else ""
+        if parse_clock_time(text) is None:
+            shown = text or "a list or mapping"
+            return self._bad(node, path, f"`{shown}` is not a time of day; use HH:MM from "
+                             "00:00 to 23:59, e.g. \"22:00\".")
+        hours, minutes = parse_clock_time(text) or (0, 0)
+        return True, f"{hours:02d}:{minutes:02d}"
 
     def _check_pin(self, node: Node, value: Any, path: str) -> tuple[bool, Any]:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 53:
@@ -300,11 +337,52 @@ class _Checker:
         if sum(methods) > 1:
             self.fail(node, "gateway", "more than one credential given; keep exactly one of "
                       "api_key_file, token_file, email + password_file.")
+        self._bedside_checks(s, root)
+        if s.kiosk.language and gw.language and s.kiosk.language != gw.language:
+            self.fail(node, "gateway.language", f"`{gw.language}` differs from kiosk.language "
+                      f"`{s.kiosk.language}`; remove gateway.language (kiosk.language is the "
+                      "one setting now).")
         visit = s.visit
         if visit.idle_timeout_s > visit.max_visit_s:
             self.fail(self._positions.get("visit", self._positions.get("session", root)),
                       "visit.idle_timeout_s", f"{visit.idle_timeout_s} is longer than "
                       f"visit.max_visit_s ({visit.max_visit_s}); make it shorter.")
+
+
+    def _bedside_checks(self, s: S.Settings, root: MappingNode) -> None:
+        """The assistive switch, the nurse request relay and the night profile."""
+        gpio, night = s.gpio, s.night
+        gpio_node = self._positions.get("gpio", root)
+        bad = {p.key for p in self.problems}
+        relay = gpio.nurse_call.pin is not None or any(
+            key in ("gpio.nurse_call", "gpio.nurse_call.pin") for key in bad)
+        if gpio.switch_pin is not None and gpio.switch_role == "nurse_call" and not relay:
+            self.fail(gpio_node, "gpio.nurse_call.pin", "missing required key: "
+                      "`switch_role` is nurse_call, so the relay's pin must be set (or set "
+                      "`switch_role: talk`).")
+        if s.realtime.nurse_call_tool and not relay:
+            self.fail(self._positions.get("realtime", root), "gpio.nurse_call.pin",
+                      "missing required key: `realtime.nurse_call_tool` is true, so the "
+                      "relay's pin must be set (or set `nurse_call_tool: false`).")
+        if gpio.min_press_ms >= gpio.long_press_s * 1000:
+            self.fail(self._positions.get("gpio.min_press_ms", gpio_node), "gpio.min_press_ms",
+                      f"{gpio.min_press_ms} ms is not shorter than gpio.long_press_s "
+                      f"({gpio.long_press_s:g} s); make it shorter, or no short press could "
+                      "ever count.")
+        for key, problem in pin_clashes(gpio):
+            self.fail(self._positions.get(key.partition("[")[0], gpio_node), key, problem)
+        if night.start is not None or night.end is not None:
+            night_node = self._positions.get("night", root)
+            if night.start is None and "night.start" not in bad:
+                self.fail(night_node, "night.start", "missing required key: `end` is set, so "
+                          "`start` must be too (or remove both: no night profile).")
+            elif night.end is None and "night.end" not in bad:
+                self.fail(night_node, "night.end", "missing required key: `start` is set, "
+                          "so `end` must be too (or remove both: no night profile).")
+            elif night.start is not None and night.start == night.end:
+                self.fail(self._positions.get("night.end", night_node), "night.end",
+                          f"equals night.start ({night.start}): the night would last no "
+                          "time or all day; give different times.")
 
 
 def _rename_keys(node: Node, renamed: dict[str, str]) -> Node:
@@ -322,7 +400,13 @@ def _rename_keys(node: Node, renamed: dict[str, str]) -> Node:
 def notices(settings: S.Settings) -> list[str]:
     """What a valid file still leaves unusable or unusual, for IT staff (check-config prints
     them; the daemon shows the first kind as `error`)."""
+    from kiosk.audio.prompts import notices as prompt_notices
+
     out = list(settings.notes)
+    if settings.gateway.language and not settings.kiosk.language:
+        out.append(f"gateway.language is now kiosk.language: move `language: "
+                   f"{settings.gateway.language}` to the kiosk: section.")
+    out += prompt_notices(settings)
     if not settings.gateway.url:
         out.append(no_gateway_message(settings.source))
     elif settings.uses_simulator:
@@ -345,40 +429,6 @@ def _type_words(allowed: set[Any]) -> str:
     words = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
              type(None): "null"}
     return " or ".join(words.get(t, str(t)) for t in allowed if t is not type(None)) or "null"
-
-
-def _is_url(value: str) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https", "ws", "wss") and bool(parts.hostname)
-
-
-def _is_color(value: str) -> bool:
-    return (isinstance(value, str) and len(value) == 7 and value[0] == "#"
-            and all(c in "0123456789abcdefABCDEF" for c in value[1:]))
-
-
-def _file_problem(value: str, secret: bool) -> str | None:
-    """What is wrong with a configured file, or None. Secret files must not be readable by
-    group or others (the message gives the chmod to run)."""
-    if CREDENTIALS_VAR in value and CREDENTIALS_VAR not in os.environ:
-        return None  # only systemd knows where LoadCredential= puts it; checked at start-up
-    path = expand_path(value)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return f"file `{path}` does not exist; create it or fix the path."
-    except OSError as exc:
-        return f"cannot check `{path}`: {exc.strerror}."
-    if not stat.S_ISREG(st.st_mode):
-        return f"`{path}` is not a regular file."
-    if not os.access(path, os.R_OK):
-        return f"`{path}` is not readable by this user; check owner and mode."
-    if secret and st.st_mode & 0o077:
-        return (f"secret file `{path}` is readable by group or others (mode "
-                f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
-    return None
 
 
 def dump(settings: S.Settings) -> str:

@@ -11,6 +11,10 @@ methods only post to the conversation's own queue: nothing here waits on another
     thinking -> listening (no answer within visit.thinking_timeout_s: "please ask again")
     any state -> error (shown for visit.error_display_s, then idle; or held while a
     persistent fault such as an unplugged microphone lasts)
+
+A remote test call (kiosk/test_call) runs only from idle and leaves the state idle: the light
+and sounds stay as they are, only the idle status names it. A press during it starts the
+patient's visit at once (the conversation drops the test call for it).
 """
 
 from __future__ import annotations
@@ -182,6 +186,10 @@ class Controller:
                 self._fault(event)
             case ev.Recovered():
                 self._recovered(event)
+            case ev.TestCallRequested():
+                self._test_call(event)
+            case ev.TestCallEnded() if s is State.IDLE:
+                self._set(State.IDLE, self._ready_detail(event.detail))
             case ev.Heartbeat():
                 event.answered.set()
             case ev.Tick():
@@ -201,13 +209,28 @@ class Controller:
             # Still broken: show the error again (cue and LED replay) rather than do nothing;
             # a patient who cannot see the light must hear it.
             self._set(State.ERROR, "; ".join(f.message for f in blocking),
-                      error_kind=blocking[0].kind)
+                      error_kind=blocking[0].kind, answers_press=True)
         elif s in (State.CONNECTING, State.LISTENING):
             self._end_visit("ended by button")
         else:  # thinking or speaking: interrupt the answer, the patient wants to talk
             self.conversation.interrupt()
             self._set(State.LISTENING, "answer interrupted by button")
             self._arm_idle_timer()
+
+    def _test_call(self, event: ev.TestCallRequested) -> None:
+        """Run a test call only while nobody uses the kiosk; say why not otherwise."""
+        s, call, blocking = self._state, event.call, self._blocking()
+        if blocking:  # what a patient would meet now: the test call's answer is "broken"
+            call.fail(f"the kiosk cannot take visits: {blocking[0].kind}: "
+                      f"{blocking[0].message}")
+        elif s is State.ERROR:  # a visit's failure, shown for visit.error_display_s
+            shown = self.last_change.detail if self.last_change else "error"
+            call.refuse(f"the kiosk is showing an error ({shown}); try again in a few seconds")
+        elif s is not State.IDLE:
+            call.refuse(f"a patient is using the kiosk (state {s}); try again when it is idle")
+        else:
+            self.conversation.test_call(call)
+            self._set(State.IDLE, self._ready_detail(f"test call {call.call_id} running"))
 
     def _start_visit(self, source: str) -> None:
         self._visit_id = uuid.uuid4().hex[:8]
@@ -272,9 +295,9 @@ class Controller:
             self._set(State.IDLE, self._ready_detail("ready"))
 
     def _set(self, new: State, detail: str, error_kind: str | None = None,
-             ask_again: bool = False) -> None:
+             ask_again: bool = False, answers_press: bool = False) -> None:
         change = StateChange(self._state, new, detail, self._visit_id, self.clock(),
-                             error_kind, ask_again)
+                             error_kind, ask_again, answers_press)
         self._state = new
         self._thinking_deadline = (self.clock() + self.settings.thinking_timeout_s
                                    if new is State.THINKING else None)

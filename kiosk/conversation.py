@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk import events as ev
 from kiosk.ports import AudioPort
@@ -35,7 +36,10 @@ from kiosk.session.gateway import GatewayClient
 from kiosk.session.ledger import VisitStats
 from kiosk.session.transport import insecure_warnings, tls_context
 from kiosk.settings import Settings
-from kiosk.visit import Command, Counters, Message, PlaybackNote, Visit
+from kiosk.visit import Command, Counters, Message, PlaybackNote, StartTestCall, Visit
+
+if TYPE_CHECKING:
+    from kiosk.test_call.call import TestCall
 
 log = logging.getLogger("kiosk.conversation")
 
@@ -47,12 +51,15 @@ class Conversation:
     """kiosk.ports.Conversation over the gateway and the realtime service."""
 
     def __init__(self, settings: Settings, audio: AudioPort, post: Callable[[ev.Event], Any],
-                 gateway: GatewayClient | None = None, counters: Counters | None = None
-                 ) -> None:
+                 gateway: GatewayClient | None = None, counters: Counters | None = None,
+                 request_nurse: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self.audio = audio
         self._post = post
         self._counters = counters
+        # The model's request_nurse tool (realtime.nurse_call_tool): NurseCall.request, which
+        # only queues and returns.
+        self._request_nurse = request_nurse
         self._ctx: ssl.SSLContext | None = None
         self._config_problem: str | None = None
         try:
@@ -60,7 +67,7 @@ class Conversation:
         except GatewayError as exc:  # a broken ca_file: every visit reports it
             self._config_problem = exc.message
         self.gateway = gateway or GatewayClient(settings.gateway, settings.realtime,
-                                                ctx=self._ctx)
+                                                ctx=self._ctx, language=settings.language)
         for warning in insecure_warnings(settings.gateway, settings.realtime.url):
             log.warning("%s", warning)
         self._loop = asyncio.new_event_loop()
@@ -69,6 +76,7 @@ class Conversation:
         self._dropped = 0
         self._closings: set[asyncio.Task[None]] = set()
         self.visit: Visit | None = None
+        self.running_test: TestCall | None = None  # when self.visit is a remote test call's
         self.stats = VisitStats()  # the current (or last) visit's counters
         self.visits = 0
         self._thread = threading.Thread(target=self._run, name="conversation", daemon=True)
@@ -89,6 +97,9 @@ class Conversation:
 
     def abandon_turn(self) -> None:
         self._deliver(Command("abandon"))
+
+    def test_call(self, call: TestCall) -> None:
+        self._deliver(StartTestCall(call))
 
     def alive(self, timeout_s: float = 2.0) -> bool:
         """The loop turns: it runs a callback posted now within `timeout_s` (for the systemd
@@ -161,18 +172,23 @@ class Conversation:
             self._start_visit(msg.arg)
         elif isinstance(msg, Command) and msg.name == "end":
             self._end_visit(msg.arg)
+        elif isinstance(msg, StartTestCall):
+            self._start_test_call(msg.call)
         elif self.visit is not None and getattr(msg, "visit", self.visit) is self.visit:
             self.visit.handle(msg)
             if self.visit.ended:
                 self._end_visit("ended")
 
     def _start_visit(self, visit_id: str) -> None:
+        if self.running_test is not None:  # the patient comes first, at once
+            self._end_visit("a patient pressed the button")
         if self.visit is not None:
             log.warning("visit %s still open when %s started; ending it",
                         self.visit.visit_id, visit_id)
             self._end_visit("replaced")
         visit = Visit(visit_id, self.settings, self.audio, self.gateway, self._ctx,
-                      self._queue, self._frames_ready, self._post, self._counters)
+                      self._queue, self._frames_ready, self._post, self._counters,
+                      self._request_nurse)
         self.visit, self.stats = visit, visit.stats
         self.visits += 1
         if self._config_problem is not None:
@@ -183,12 +199,40 @@ class Conversation:
 
     def _end_visit(self, reason: str) -> None:
         visit, self.visit = self.visit, None
+        call, self.running_test = self.running_test, None
         if visit is None:
             return
         visit.end(reason)
         if visit.closing is not None:
             self._closings.add(visit.closing)
             visit.closing.add_done_callback(self._closings.discard)
+        if call is not None:
+            call.ended(reason)
+
+    def _start_test_call(self, call: TestCall) -> None:
+        """A visit without a patient: the question instead of the microphone, its events to
+        the test call instead of the controller (which stays idle), not counted as a visit."""
+        if self.running_test is not None:
+            log.info("test call %s is running: its result also answers request %s",
+                     self.running_test.call_id, call.call_id)
+            return
+        if self.visit is not None:
+            call.refuse(f"visit {self.visit.visit_id} is still closing; try again")
+            return
+        if self._config_problem is not None:
+            call.fail(f"config: {self._config_problem}")
+            return
+        settings, audio, gateway = call.visit_parts(self.settings, self.audio, self.gateway,
+                                                    self._frames_ready.set)
+        visit = Visit(call.call_id, settings, audio, gateway, self._ctx, self._queue,
+                      self._frames_ready, call.on_event)
+        self.visit, self.running_test = visit, call
+        call.begin(visit.stats, functools.partial(self._end_test_call, call))
+        visit.begin()
+
+    def _end_test_call(self, call: TestCall, reason: str) -> None:
+        if self.running_test is call:
+            self._end_visit(reason)
 
     async def _stop(self) -> None:
         """End the visit, let the link close politely (bounded), cancel what is left."""

@@ -1,9 +1,10 @@
 """`voice-kiosk run`: the process systemd starts.
 
-The main thread only handles requests that signals put on a queue (stop, reload, press);
-the controller thread owns the kiosk's state. SIGTERM/SIGINT stop within 3 s, SIGHUP reloads
-the configuration (a broken file is rejected and the kiosk keeps running on the old one),
-SIGUSR1 is a short button press (`systemctl kill -s USR1 voice-kiosk`).
+The main thread only handles requests that signals put on a queue (stop, reload, press,
+test call); the controller thread owns the kiosk's state. SIGTERM/SIGINT stop within 3 s,
+SIGHUP reloads the configuration (a broken file is rejected and the kiosk keeps running on
+the old one), SIGUSR1 is a short button press (`systemctl kill -s USR1 voice-kiosk`), SIGUSR2
+a remote test call (`voice-kiosk test-call`, kiosk/test_call).
 """
 
 from __future__ import annotations
@@ -56,13 +57,16 @@ class Daemon:
         self.kiosk: Any = None
         self.simulator: Any = None
         self.metrics: Any = None
+        self.test_calls: Any = None
 
     def run(self) -> int:
         from kiosk.service.metrics import Metrics
         from kiosk.service.watchdog import Watchdog
+        from kiosk.test_call.report import TestCallReports
 
         for sig, request in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"),
-                             (signal.SIGHUP, "reload"), (signal.SIGUSR1, "press")):
+                             (signal.SIGHUP, "reload"), (signal.SIGUSR1, "press"),
+                             (signal.SIGUSR2, "test_call")):
             signal.signal(sig, functools.partial(self._on_signal, request))
         # The kernel may hand a signal to any of the kiosk's threads; only the main thread
         # runs Python's handlers, and a main thread blocked in a queue would not notice. The
@@ -74,7 +78,9 @@ class Daemon:
         s = self.settings
         log.info("voice-kiosk starting: kiosk %s%s, config %s", s.kiosk.id,
                  f" at {s.kiosk.location}" if s.kiosk.location else "", self.config_path)
+        self.test_calls = TestCallReports(s.test_call, s.kiosk.id)
         self.metrics = Metrics(s.metrics, s.kiosk.id)
+        self.metrics.add_families(self.test_calls.families)
         self.metrics.start()
         self._build(s)
         self.notifier.ready(self._selfcheck())
@@ -101,10 +107,21 @@ class Daemon:
             if request == "press":
                 log.info("SIGUSR1: short button press")
                 self.kiosk.press(ev.ButtonPressed(source="sigusr1"))
+            elif request == "test_call":
+                self._test_call()
             elif request == "reload":
                 self._reload()
             elif request == "stop":
                 return self._stop()
+
+    def _test_call(self) -> None:
+        running = self.test_calls.running
+        if running is not None:
+            log.info("SIGUSR2: test call %s is running; its result answers this request too",
+                     running)
+            return
+        log.info("SIGUSR2: remote test call requested")
+        self.kiosk.test_call(self.test_calls)
 
     def _build(self, settings: Settings) -> None:
         from kiosk.assembly import Kiosk
@@ -172,8 +189,10 @@ class Daemon:
 
             self.metrics.close()
             self.metrics = Metrics(new.metrics, new.kiosk.id)
+            self.metrics.add_families(self.test_calls.families)
             self.metrics.start()
         self.settings = new
+        self.test_calls.configure(new.test_call, new.kiosk.id)
         self.log_context = setup_logging(new.logging, new.kiosk)
         self.notifier.kiosk_id = new.kiosk.id
         self._build(new)
@@ -186,6 +205,7 @@ class Daemon:
         self.notifier.stopping(self.notifier.status_text("stopping", "shutting down"))
         log.info("stopping")
         self.kiosk.close()
+        self.test_calls.close()  # the result of a test call the stop abandoned
         if self.simulator is not None:
             self.simulator.stop()
         log.info("stopped in %.2f s", time.monotonic() - started)

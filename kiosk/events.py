@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kiosk.test_call.call import TestCall
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,23 @@ class Recovered(Event):
 
     kind: str
     message: str = ""
+
+
+@dataclass(frozen=True)
+class TestCallRequested(Event):
+    """IT asked for a remote test call (SIGUSR2, `voice-kiosk test-call`). The controller runs
+    it only while idle; otherwise it refuses it (or fails it, while a fault blocks visits)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+    call: TestCall
+
+
+@dataclass(frozen=True)
+class TestCallEnded(Event):
+    """A test call has its result: `detail` goes into the idle status (STATUS=, the log)."""
+
+    __test__ = False
+    detail: str
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,12 @@ The controller talks to a `Conversation`; the conversation talks to an `AudioPor
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kiosk.test_call.call import TestCall
 
 SAMPLE_RATE_HZ = 24000  # the realtime service's only PCM rate
 BYTES_PER_SAMPLE = 2
@@ -59,10 +62,10 @@ class PlaybackPort(Protocol):
     def end_item(self, item_id: str) -> None:
         """The item's audio is complete: play out even if below the prebuffer."""
 
-    def flush(self) -> int:
-        """Barge-in: fade out within one output block and drop the queue. Never waits for
-        the device; returns ms played of the item that was playing (never more than was
-        written)."""
+    def flush(self, keep_cue: bool = False) -> int:
+        """Barge-in: fade out within one output block and drop the queue (and a cue playing
+        over it, unless `keep_cue`). Never waits for the device; returns ms played of the
+        item that was playing (never more than was written)."""
 
     def played_ms(self, item_id: str) -> int:
         """Milliseconds of this item that actually reached the device."""
@@ -98,3 +101,6 @@ class Conversation(Protocol):
 
     def abandon_turn(self) -> None:
         """The patient's question got no answer in time: drop it and any late answer."""
+
+    def test_call(self, call: TestCall) -> None:
+        """Run a remote test call now (the controller is idle); a `start` ends it."""

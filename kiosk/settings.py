@@ -13,7 +13,9 @@ from typing import Any
 # Validation rules understood by kiosk.config:
 #   range=(lo, hi)      inclusive numeric range
 #   choices=(...)       allowed values
-#   kind="url"|"path"|"secret_file"|"device"|"pin"|"level"
+#   kind="url"|"path"|"secret_file"|"device"|"pin"|"level"|"language"|"wav"
+#   max_s=...           with kind="wav": longest accepted recording, seconds
+#   max_chars=...       longest accepted text
 #   items=...           element rule for mappings
 
 
@@ -25,13 +27,22 @@ def opt(default: Any, help: str, **rule: Any) -> Any:
     return field(default=default, metadata={"help": help, **rule})
 
 
+STATE_DIRECTORY = "/var/lib/voice-kiosk"  # the unit's StateDirectory=voice-kiosk
 SIMULATOR_URL = "simulator"  # gateway.url asking for the built-in simulator (demos only)
+
+PROMPT_NAMES = ("unavailable", "out_of_order")
+"""The spoken prompts' situations (kiosk.audio.prompts says which failures each covers)."""
 
 
 @dataclass(frozen=True)
 class KioskSettings:
     id: str = opt("kiosk", "Name of this kiosk in logs, metrics and systemd status.")
     location: str = opt("", "Where the kiosk stands (ward, room, bed), for IT staff.")
+    language: str | None = opt(None, "The patient's language as a BCP 47 tag (de, es, ar, "
+                                     "pt-BR): asked of the gateway, the speech service's "
+                                     "transcription and answers, and the spoken prompts. "
+                                     "null: English prompts, the service's own choice.",
+                               kind="language")
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,8 @@ class GatewaySettings:
     give_up_s: float = opt(60.0, "Keep retrying a press's gateway or service failures this "
                                  "long (the kiosk stays connecting), seconds.", range=(0, 600))
     voice: str | None = opt(None, "Voice to ask the gateway for (null: gateway default).")
-    language: str | None = opt(None, "Language code to ask for, e.g. en or de.")
+    language: str | None = opt(None, "Old place of kiosk.language (still read when that is "
+                                     "null); move it there.", kind="language")
     vad_sensitivity: int | None = opt(None, "Gateway VAD sensitivity 0-100.", range=(0, 100))
     silence_duration_ms: int | None = opt(None, "Silence that ends a turn, ms.", range=(100, 5000))
     adaptive_vad: bool | None = opt(None, "Ask the gateway for adaptive VAD.")
@@ -85,6 +97,9 @@ class RealtimeSettings:
         "Instructions added to every link's session.update.")
     interrupt_response: bool = opt(True, "Let the server cancel its answer when the patient "
                                          "talks over it.")
+    speed: float = opt(1.0, "Speech rate of the answers (0.25-1.5; 0.8 is slower, for "
+                            "patients who hear poorly). Also slows the spoken prompts.",
+                       range=(0.25, 1.5))
     connect_timeout_s: float = opt(10.0, "WebSocket connect and setup timeout, seconds.",
                                    range=(1, 60))
     reconnect_give_up_s: float = opt(30.0, "Stop reconnecting a dropped link after, seconds.",
@@ -94,6 +109,9 @@ class RealtimeSettings:
     max_message_kib: int = opt(4096, "Largest server message accepted, KiB (a bigger one "
                                      "closes the link, which is then reopened).",
                                range=(64, 65536))
+    nurse_call_tool: bool = opt(False, "Let the assistant call a nurse: the model may call the "
+                                       "tool request_nurse, which closes gpio.nurse_call's "
+                                       "relay. Needs gpio.nurse_call.pin.")
 
 
 @dataclass(frozen=True)
@@ -120,9 +138,19 @@ class AudioSettings:
     cues: bool = opt(True, "Play short sounds for listening, end, error and connecting.")
     cue_volume: int = opt(60, "Cue volume, percent.", range=(0, 100))
     cue_files: dict[str, str] = opt({}, "Optional WAV files replacing cues "
-                                        "(listening, ended, error, connecting).",
-                                    keys=("listening", "ended", "error", "connecting"),
-                                    kind="path")
+                                        "(listening, ended, error, connecting, nurse_call).",
+                                    keys=("listening", "ended", "error", "connecting",
+                                          "nurse_call"),
+                                    kind="wav", max_s=10)
+    prompts: bool = opt(True, "Say in a sentence why the assistant cannot answer a press "
+                              "(false: the error sound only).")
+    prompt_files: dict[str, str] = opt({}, "Optional WAV recordings replacing the spoken "
+                                           "prompts (unavailable, out_of_order).",
+                                       keys=PROMPT_NAMES, kind="wav", max_s=30)
+    prompt_texts: dict[str, str] = opt({}, "Optional sentences replacing the built-in ones, "
+                                           "spoken by espeak-ng in kiosk.language "
+                                           "(unavailable, out_of_order).",
+                                       keys=PROMPT_NAMES, max_chars=300)
     device_retry_s: float = opt(2.0, "Retry a missing audio device every, seconds.",
                                 range=(0.2, 60))
     stop_when_idle: bool = opt(True, "Pause both streams while idle (no CPU, no wake-ups); "
@@ -151,6 +179,25 @@ DEFAULT_PATTERNS: dict[str, LedPattern] = {
 
 
 @dataclass(frozen=True)
+class NurseCallSettings:
+    """The nurse request relay: a normally-open dry contact wired in parallel with the bed's
+    own nurse call (it never replaces the call cord)."""
+
+    pin: int | str | None = opt(None, "Relay output pin (BCM number or a name like GPIO27); "
+                                      "null: no relay.", kind="pin")
+    active_high: bool = opt(True, "true: the pin goes high to close the contact; false for "
+                                  "relay boards that switch on a low input.")
+    hold_s: float = opt(0.0, "0: the contact stays closed until the request is reset "
+                             "(latched); more: closed this many seconds, like a press of the "
+                             "call button.", range=(0, 600))
+    reset_pin: int | str | None = opt(None, "Optional reset input for staff (a key switch or "
+                                            "button to ground, BCM); null: none.", kind="pin")
+    reset_after_s: float = opt(0.0, "Reset a request by itself after this long, seconds; 0: "
+                                    "never (a long press or reset_pin resets it).",
+                               range=(0, 86400))
+
+
+@dataclass(frozen=True)
 class GpioSettings:
     pin_factory: str = opt("auto", "auto, lgpio, rpigpio, pigpio, native or mock.",
                            choices=("auto", "lgpio", "rpigpio", "pigpio", "native", "mock"))
@@ -169,6 +216,17 @@ class GpioSettings:
         {}, "Per-state overrides of the LED pattern (idle, connecting, listening, thinking, "
             "speaking, error).",
         keys=("idle", "connecting", "listening", "thinking", "speaking", "error"))
+    min_press_ms: int = opt(0, "A press counts only when held this long, ms (button and "
+                               "switch; for patients with tremor). 0: every press counts.",
+                            range=(0, 1000))
+    switch_pin: int | str | None = opt(None, "Assistive switch input (3.5 mm jack: "
+                                             "sip-and-puff, pillow, grasp switch), BCM; null: "
+                                             "none.", kind="pin")
+    switch_role: str = opt("talk", "talk: exactly like the button; nurse_call: a press "
+                                   "requests a nurse (closes gpio.nurse_call's relay).",
+                           choices=("talk", "nurse_call"))
+    switch_pull_up: bool = opt(True, "true: switch wired to ground; false: wired to 3V3.")
+    nurse_call: NurseCallSettings = opt(NurseCallSettings(), "The nurse request relay.")
 
     def pattern(self, state: str) -> LedPattern:
         """The LED pattern for a state: the YAML override, else the built-in default."""
@@ -207,6 +265,48 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class NightSettings:
+    """Quieter sound and a dimmer light at night (local time; a window may cross midnight)."""
+
+    start: str | None = opt(None, "Night begins, local time HH:MM, e.g. \"22:00\"; null: no "
+                                  "night profile.", kind="clock_time")
+    end: str | None = opt(None, "Night ends, local time HH:MM, e.g. \"07:00\" (the next "
+                                "morning when before start).", kind="clock_time")
+    volume: int = opt(40, "Answer volume at night, percent (caps audio.volume).",
+                      range=(0, 100))
+    cue_volume: int = opt(20, "Cue volume at night, percent (caps audio.cue_volume).",
+                          range=(0, 100))
+    led_brightness: float = opt(0.1, "Light brightness at night, 0-1 (PWM and RGB LEDs); the "
+                                     "idle light is off.", range=(0, 1))
+
+    @property
+    def enabled(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
+@dataclass(frozen=True)
+class TestCallSettings:
+    """A remote test call (`voice-kiosk test-call`, SIGUSR2): a spoken test question through
+    the real gateway and speech service, without a patient."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    volume: int = opt(0, "Volume of the test call's answer, percent on the scale of "
+                         "audio.volume and never louder than it; 0 mutes it (the answer "
+                         "still goes through the speaker path, as silence).", range=(0, 100))
+    timeout_s: float = opt(30.0, "A test call without a complete answer after this long "
+                                 "fails, seconds.", range=(10, 300))
+    result_file: str | None = opt(None, "Where the daemon writes each test call's result "
+                                        "for `voice-kiosk test-call` to read (null: "
+                                        "test-call.json in the service's state directory, "
+                                        "/var/lib/voice-kiosk).", kind="output_path")
+
+    def result_path(self) -> str:
+        """The result file: as configured, else in systemd's StateDirectory= of the unit."""
+        return self.result_file or f"{STATE_DIRECTORY}/test-call.json"
+
+
+@dataclass(frozen=True)
 class Settings:
     kiosk: KioskSettings = field(default_factory=KioskSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
@@ -216,9 +316,16 @@ class Settings:
     visit: VisitSettings = field(default_factory=VisitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    night: NightSettings = field(default_factory=NightSettings)
+    test_call: TestCallSettings = field(default_factory=TestCallSettings)
     source: str = field(default="<defaults>", compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
     """What the loader noticed in a valid file (an old section name), for check-config."""
+
+    @property
+    def language(self) -> str | None:
+        """The patient's language tag: kiosk.language, else the old gateway.language."""
+        return self.kiosk.language or self.gateway.language
 
     @property
     def uses_simulator(self) -> bool:
@@ -241,4 +348,6 @@ SECTIONS: dict[str, type] = {
     "visit": VisitSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
+    "night": NightSettings,
+    "test_call": TestCallSettings,
 }

@@ -26,3 +26,4 @@ class StateChange:
     at: float  # monotonic seconds (the controller's clock)
     error_kind: str | None = None  # set when new is ERROR: auth, network, device, protocol...
     ask_again: bool = False  # the patient's question got no answer: invite them to repeat it
+    answers_press: bool = False  # an error shown again because of a press (not a new fault)

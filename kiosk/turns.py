@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from kiosk import events as ev
 from kiosk.ports import PlaybackPort
 from kiosk.session import protocol as p
@@ -31,8 +33,11 @@ class Turns:
     """The answer side of one visit (one per visit; its ledger is renewed per link)."""
 
     def __init__(self, settings: Settings, playback: PlaybackPort, replay: ReplayBuffer,
-                 stats: VisitStats, post: Callable[[ev.Event], Any]) -> None:
+                 stats: VisitStats, post: Callable[[ev.Event], Any],
+                 request_nurse: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
+        self.request_nurse = request_nurse  # NurseCall.request; None: no nurse call tool
+        self._answer_tools: set[str] = set()  # responses whose tool calls were answered
         self.playback = playback
         self.replay = replay
         self.stats = stats
@@ -104,12 +109,43 @@ class Turns:
             self.playback.end_item(item)
 
     def _response_done(self, e: dict[str, Any], send: Send) -> None:
-        silent, open_items = self.ledger.response_done(str(e["response"]["id"]))
+        response = str(e["response"]["id"])
+        dropped = response in self.ledger.dropped
+        silent, open_items = self.ledger.response_done(response)
         for item in open_items:  # cancelled by the server mid-item: play out what came
             self.playback.end_item(item)
+        follow_up = response in self._answer_tools and not dropped
+        self._answer_tools.discard(response)
+        if follow_up:
+            # The model made a tool call and got its result: now it may tell the patient. It
+            # cannot be asked while this response was active (the service refuses a second).
+            send(p.response_create())
         if silent:
             self.replay.answered()
-            self._post(ev.AnswerFinished(None))  # nothing will play: no speaker note follows
+            if not follow_up:  # with a follow-up the kiosk keeps thinking until it speaks
+                self._post(ev.AnswerFinished(None))  # nothing plays: no speaker note follows
+
+    def _function_call(self, e: dict[str, Any], send: Send) -> None:
+        """The model called a tool: the nurse request closes the relay at once; the result
+        goes back as a function_call_output, and the follow-up response is asked for when
+        this response is done."""
+        name, call_id = str(e["name"]), str(e["call_id"])
+        if name == p.NURSE_TOOL_NAME and self.request_nurse is not None:
+            # Even from a response the patient interrupted: a nurse called by mistake costs
+            # far less than one not called.
+            passed_on = self.request_nurse("assistant")
+            if self.settings.logging.transcripts:
+                transcript_log.info("assistant requested a nurse, reason: %s",
+                                    _reason(e.get("arguments")))
+            output: dict[str, Any] = ({"nurse_called": True, "message": NURSE_CALLED}
+                                      if passed_on else
+                                      {"nurse_called": False, "message": NURSE_NOT_CALLED})
+        else:
+            log.warning("the realtime service called a tool the kiosk does not offer (%s); "
+                        "answered that it does not exist", name)
+            output = {"error": f"there is no tool named {name}"}
+        send(p.function_call_output(call_id, output))
+        self._answer_tools.add(str(e["response_id"]))
 
     def _user_transcript(self, e: dict[str, Any], send: Send) -> None:
         if self.settings.logging.transcripts:
@@ -177,6 +213,23 @@ class Turns:
             send(p.response_cancel(response))
 
 
+NURSE_CALLED = ("The ward's nurse call system has been called: a nurse will come to the "
+                "bed. Tell the patient so, briefly and calmly.")
+NURSE_NOT_CALLED = ("The nurse call could NOT be sent: the kiosk's connection to the nurse "
+                    "call system is not working. Tell the patient to use the bed's own nurse "
+                    "call button or cord now.")
+
+
+def _reason(arguments: Any) -> str:
+    """The `reason` the model gave (health data: only ever logged as a transcript)."""
+    try:
+        args = orjson.loads(arguments) if isinstance(arguments, str) else {}
+    except orjson.JSONDecodeError:
+        return str(arguments)[:200]
+    reason = args.get("reason") if isinstance(args, dict) else None
+    return str(reason)[:200] if reason is not None else ""
+
+
 _HANDLERS: dict[str, Callable[[Turns, dict[str, Any], Send], None]] = {
     "input_audio_buffer.speech_started": Turns._speech_started,
     "input_audio_buffer.speech_stopped": Turns._speech_stopped,
@@ -186,5 +239,6 @@ _HANDLERS: dict[str, Callable[[Turns, dict[str, Any], Send], None]] = {
     "response.done": Turns._response_done,
     "conversation.item.input_audio_transcription.completed": Turns._user_transcript,
     "response.output_audio_transcript.done": Turns._assistant_transcript,
+    "response.function_call_arguments.done": Turns._function_call,
     "error": Turns._error,
 }

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from kiosk.session.replay import ReplayBuffer
 from kiosk.session.retry import Attempts
 from kiosk.settings import Settings
 from kiosk.turns import Turns
+
+if TYPE_CHECKING:
+    from kiosk.test_call.call import TestCall
 
 log = logging.getLogger("kiosk.visit")
 transcript_log = logging.getLogger("kiosk.transcript")
@@ -58,6 +61,13 @@ class Command:
 
     name: str
     arg: str = ""
+
+
+@dataclass(frozen=True)
+class StartTestCall:
+    """From the controller: run this remote test call now (kiosk.test_call)."""
+
+    call: TestCall
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class LinkDown:
     reason: str
 
 
-Message = Command | PlaybackNote | LinkUp | ConnectFailed | ServerEvent | LinkDown
+Message = Command | StartTestCall | PlaybackNote | LinkUp | ConnectFailed | ServerEvent | LinkDown
 
 
 async def run_blocking(call: Callable[[], Any]) -> Any:
@@ -146,7 +156,8 @@ class Visit:
     def __init__(self, visit_id: str, settings: Settings, audio: AudioPort,
                  gateway: GatewayClient, ctx: ssl.SSLContext | None,
                  queue: asyncio.Queue[Message], frames_ready: asyncio.Event,
-                 post: Callable[[ev.Event], Any], counters: Counters | None = None) -> None:
+                 post: Callable[[ev.Event], Any], counters: Counters | None = None,
+                 request_nurse: Callable[[str], bool] | None = None) -> None:
         self.visit_id = visit_id
         self.settings = settings
         self.audio = audio
@@ -160,7 +171,8 @@ class Visit:
         self.pressed_at = time.monotonic()
         self.link: Link | None = None
         self.replay = ReplayBuffer(int(settings.audio.capture_buffer_s * 1000))
-        self.turns = Turns(settings, audio.playback, self.replay, self.stats, post)
+        self.turns = Turns(settings, audio.playback, self.replay, self.stats, post,
+                           request_nurse)
         self.ended = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connecting: asyncio.Task[None] | None = None
@@ -290,7 +302,8 @@ class Visit:
             grant = await run_blocking(create)
             self.conversation_id = self.conversation_id or grant.conversation_id
             if not grant.expired():
-                link = Link(grant, self.settings.realtime, self.settings.gateway, self._ctx)
+                link = Link(grant, self.settings.realtime, self.settings.gateway, self._ctx,
+                            self.settings.language)
                 await link.open()
                 return link
             log.info("visit %s: grant expired before use; fetching a fresh one", self.visit_id)

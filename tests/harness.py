@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 VOICE_KIOSK = str(Path(sys.executable).with_name("voice-kiosk"))
 # Variables that would make the daemon find a sound server or systemd we did not set up.
 _SCRUB = ("PULSE_SERVER", "PULSE_SINK", "PULSE_SOURCE", "NOTIFY_SOCKET", "WATCHDOG_USEC",
-          "WATCHDOG_PID", "VOICE_KIOSK_CONFIG", "CREDENTIALS_DIRECTORY")
+          "WATCHDOG_PID", "VOICE_KIOSK_CONFIG", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")
 
 
 class DaemonProcess:
@@ -31,6 +32,10 @@ class DaemonProcess:
     def __init__(self, config: str | Path, env: dict[str, str] | None = None,
                  cwd: str | Path | None = None):
         base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+        # Where systemd's StateDirectory= would be (the spoken prompts' cache): a folder of
+        # this process's own unless the test names one, never the user's home.
+        self._state = tempfile.TemporaryDirectory(prefix="voice-kiosk-state-")
+        base["STATE_DIRECTORY"] = self._state.name
         self.proc = subprocess.Popen(
             [VOICE_KIOSK, "run", "--config", str(config)], env={**base, **(env or {})},
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -84,6 +89,7 @@ class DaemonProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._reader.join(5)
+        self._state.cleanup()
 
     def __enter__(self) -> DaemonProcess:
         return self

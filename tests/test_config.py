@@ -48,6 +48,11 @@ def test_example_file_documents_every_key_with_a_comment():
             line = re.search(rf"^  {f.name}:.*$", text, re.M)
             assert line, f"{section}.{f.name} missing from the example"
             assert "#" in line.group(0), f"{section}.{f.name} has no comment"
+            if dataclasses.is_dataclass(f.default):
+                for sub in dataclasses.fields(f.default):  # a section in a section
+                    line = re.search(rf"^    {sub.name}:.*$", text, re.M)
+                    assert line, f"{section}.{f.name}.{sub.name} missing from the example"
+                    assert "#" in line.group(0), f"{section}.{f.name}.{sub.name}: no comment"
 
 
 def test_three_mistakes_give_three_errors_with_file_key_and_line(tmp_path):
@@ -157,3 +162,106 @@ def test_unquoted_on_and_off_get_a_quoting_hint(tmp_path):
     (p,) = problems(path)
     assert p.key == "gpio.led_patterns.idle.mode" and p.line == 3
     assert 'put it in quotes: "off"' in p.message
+
+
+# -- at the bedside: the assistive switch, the nurse call relay, the night profile ----------
+
+
+def test_bedside_keys_load_and_an_unquoted_time_is_read_as_written(tmp_path):
+    # YAML 1.1 reads an unquoted 22:00 as the number 1320: the time must come out as written.
+    path = write(tmp_path, "gpio:\n  min_press_ms: 150\n  switch_pin: BOARD13\n"
+                           "  switch_role: nurse_call\n  nurse_call:\n    pin: 22\n"
+                           "    active_high: false\n    hold_s: 2\n    reset_pin: GPIO23\n"
+                           "realtime:\n  nurse_call_tool: true\n"
+                           "night:\n  start: 22:00\n  end: 7:00\n  led_brightness: 0.05\n")
+    s = config.load(path)
+    assert (s.gpio.min_press_ms, s.gpio.switch_pin, s.gpio.switch_role) == (
+        150, "BOARD13", "nurse_call")
+    assert (s.gpio.nurse_call.pin, s.gpio.nurse_call.active_high, s.gpio.nurse_call.hold_s,
+            s.gpio.nurse_call.reset_pin) == (22, False, 2.0, "GPIO23")
+    assert s.realtime.nurse_call_tool is True
+    assert (s.night.start, s.night.end, s.night.led_brightness) == ("22:00", "07:00", 0.05)
+    assert s.night.enabled
+
+
+@pytest.mark.parametrize("text", ["25:00", "22:60", "10pm", "2200", "[22, 0]"])
+def test_a_night_time_that_is_not_hh_mm_names_the_key_and_line(tmp_path, text):
+    path = write(tmp_path, f"night:\n  start: \"21:00\"\n  end: {text}\n")
+    (p,) = problems(path)
+    assert (p.key, p.line) == ("night.end", 3)
+    assert "is not a time of day; use HH:MM from 00:00 to 23:59" in p.message
+
+
+def test_bedside_ranges_and_choices(tmp_path):
+    path = write(tmp_path, "gpio:\n  min_press_ms: 1500\n  switch_role: shout\n"
+                           "  nurse_call:\n    pin: 22\n    hold_s: -1\n"
+                           "    reset_after_s: 90000\n"
+                           "night:\n  start: \"22:00\"\n  end: \"07:00\"\n  volume: 120\n"
+                           "  cue_volume: -5\n  led_brightness: 2\n")
+    found = {p.key: p for p in problems(path)}
+    assert sorted(found) == sorted([
+        "gpio.min_press_ms", "gpio.switch_role", "gpio.nurse_call.hold_s",
+        "gpio.nurse_call.reset_after_s", "night.volume", "night.cue_volume",
+        "night.led_brightness"])
+    assert "use 0 to 1000" in found["gpio.min_press_ms"].message
+    assert "talk, nurse_call" in found["gpio.switch_role"].message
+    assert found["gpio.nurse_call.hold_s"].line == 6
+    assert "use 0 to 1" in found["night.led_brightness"].message
+
+
+@pytest.mark.parametrize(("yaml_text", "key", "line", "words"), [
+    ("gpio:\n  switch_pin: 17\n", "gpio.switch_pin", 2, "GPIO17, already used by gpio.button_pin"),
+    ("gpio:\n  nurse_call: {pin: BOARD12}\n", "gpio.nurse_call.pin", 2,
+     "GPIO18, already used by gpio.led_pin"),
+    ("gpio:\n  led_kind: rgb\n  switch_pin: GPIO13\n", "gpio.switch_pin", 3,
+     "already used by gpio.rgb_pins[1]"),
+    ("gpio:\n  switch_pin: 27\n  nurse_call:\n    pin: 22\n    reset_pin: BCM27\n",
+     "gpio.nurse_call.reset_pin", 5, "already used by gpio.switch_pin"),
+    ("gpio:\n  nurse_call: {pin: BOARD1}\n", "gpio.nurse_call.pin", 2,
+     "the header's 3V3 pin, not a GPIO"),
+    ("gpio:\n  switch_pin: FOO\n", "gpio.switch_pin", 2, "is not a pin name"),
+])
+def test_pins_that_clash_or_are_not_gpios(tmp_path, yaml_text, key, line, words):
+    (p,) = problems(write(tmp_path, yaml_text))
+    assert (p.key, p.line) == (key, line)
+    assert words in p.message
+
+
+def test_a_led_kind_without_a_pin_frees_its_pin(tmp_path):
+    s = config.load(write(tmp_path, "gpio:\n  led_kind: rgb\n  switch_pin: 18\n"))
+    assert s.gpio.switch_pin == 18  # led_pin is not used by an RGB light
+
+
+def test_the_relay_must_be_there_for_the_switch_role_and_the_tool(tmp_path):
+    path = write(tmp_path, "gpio:\n  switch_pin: 27\n  switch_role: nurse_call\n"
+                           "realtime:\n  nurse_call_tool: true\n")
+    found = problems(path)
+    assert [(p.key, p.line) for p in found] == [("gpio.nurse_call.pin", 1),
+                                                ("gpio.nurse_call.pin", 4)]
+    assert "`switch_role` is nurse_call" in found[0].message
+    assert "`realtime.nurse_call_tool` is true" in found[1].message
+
+
+def test_a_wrong_relay_key_is_reported_once_not_as_a_missing_pin(tmp_path):
+    # hold_s is wrong, the pin is given: no "missing pin", and the pin is still checked.
+    path = write(tmp_path, "gpio:\n  switch_pin: 27\n  switch_role: nurse_call\n"
+                           "  nurse_call:\n    pin: 17\n    hold_s: forever\n")
+    found = {p.key: p for p in problems(path)}
+    assert sorted(found) == ["gpio.nurse_call.hold_s", "gpio.nurse_call.pin"]
+    assert "already used by gpio.button_pin" in found["gpio.nurse_call.pin"].message
+
+
+def test_min_press_ms_must_be_shorter_than_the_long_press(tmp_path):
+    (p,) = problems(write(tmp_path, "gpio:\n  long_press_s: 0.5\n  min_press_ms: 600\n"))
+    assert (p.key, p.line) == ("gpio.min_press_ms", 3)
+    assert "not shorter than gpio.long_press_s (0.5 s)" in p.message
+
+
+@pytest.mark.parametrize(("yaml_text", "key", "words"), [
+    ("night:\n  start: \"22:00\"\n", "night.end", "`start` is set, so `end` must be too"),
+    ("night:\n  end: \"07:00\"\n", "night.start", "`end` is set, so `start` must be too"),
+    ("night:\n  start: \"7:00\"\n  end: \"07:00\"\n", "night.end", "equals night.start"),
+])
+def test_a_night_needs_a_start_and_a_different_end(tmp_path, yaml_text, key, words):
+    (p,) = problems(write(tmp_path, yaml_text))
+    assert p.key == key and words in p.message

@@ -162,6 +162,9 @@ def test_persistent_fault_holds_error_until_recovered(kiosk):
     feed(ev.Tick(), ev.ButtonPressed())
     assert c.state is State.ERROR and not conv.calls
     assert rec.states == ["error", "error"]  # the press replays the error indication
+    feed(ev.Fault("device", "speaker 'USB' missing too", persistent=True))
+    # Only the replay answers a press (a spoken prompt is said then, never for a new fault).
+    assert [ch.answers_press for ch in rec.changes] == [False, True, False]
     feed(ev.Recovered("device", "microphone back"))
     assert c.state is State.IDLE and rec.changes[-1].detail == "microphone back"
 

@@ -1,6 +1,6 @@
 """Short sounds that tell the patient what the kiosk is doing.
 
-Four cues, synthesised with numpy so the kiosk ships no sound files, each easy to tell apart
+Five cues, synthesised with numpy so the kiosk ships no sound files, each easy to tell apart
 even by ear on a small speaker:
 
 * ``listening`` -- rising two-note chime (660 -> 880 Hz): "speak now". It plays at the press
@@ -9,6 +9,8 @@ even by ear on a small speaker:
 * ``ended``     -- falling two-note chime (880 -> 587 Hz): "the conversation is over".
 * ``error``     -- three short low beeps (330 Hz): "something is wrong".
 * ``connecting`` -- one soft short tick (1320 Hz), repeated every 3 s while still connecting.
+* ``nurse_call`` -- a high-low-high-low call signal (988 / 784 Hz): "a nurse has been called",
+  when the assistive switch or the assistant requests a nurse (`on_nurse_call`).
 
 Any cue can be replaced by a WAV file (``audio.cue_files``, any rate, mono or stereo, 16-bit).
 Cues play through the answer output (mixed on top), so `Playback.busy` is true while they
@@ -24,20 +26,24 @@ from __future__ import annotations
 
 import logging
 import threading
-import wave
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kiosk.audio.playback import Playback, volume_gain
-from kiosk.audio.resample import resample_whole
+from kiosk.audio.wavfile import read_wav
 from kiosk.ports import SAMPLE_RATE_HZ
 from kiosk.settings import AudioSettings
 from kiosk.states import State, StateChange
 
+if TYPE_CHECKING:
+    from kiosk.nurse import NurseCallChange
+
 log = logging.getLogger(__name__)
 
-CUE_NAMES = ("listening", "ended", "error", "connecting")
+CUE_NAMES = ("listening", "ended", "error", "connecting", "nurse_call")
 CONNECTING_REPEAT_S = 3.0
 _FADE_S = 0.005
 
@@ -72,6 +78,10 @@ def synthesize(name: str) -> np.ndarray:
                             _tone(330, 0.08)])
     elif name == "connecting":
         x = _tone(1320, 0.04, amp=0.3)
+    elif name == "nurse_call":
+        # Like a ward's call signal and unlike any other cue: four alternating notes.
+        x = np.concatenate([np.concatenate([_tone(f, 0.12), _gap(0.04)])
+                            for f in (988, 784, 988, 784)])
     else:
         raise ValueError(f"unknown cue {name!r}; known cues: {', '.join(CUE_NAMES)}")
     return np.round(x * 32767).astype(np.int16)
@@ -80,17 +90,9 @@ def synthesize(name: str) -> np.ndarray:
 def load_wav(path: str | Path) -> np.ndarray:
     """A 16-bit WAV file as 24 kHz mono int16. Raises ValueError saying what is wrong."""
     try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise ValueError(f"cue file {path} is {8 * w.getsampwidth()}-bit; "
-                                 "convert it to 16-bit PCM (sox in.wav -b 16 out.wav)")
-            rate, channels = w.getframerate(), w.getnchannels()
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    except (OSError, wave.Error, EOFError) as exc:
-        raise ValueError(f"cannot read cue file {path}: {exc}") from None
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    return resample_whole(data.astype(np.int16), rate, SAMPLE_RATE_HZ)
+        return read_wav(path)
+    except ValueError as exc:
+        raise ValueError(f"cue file {exc}") from None
 
 
 class CuePlayer:
@@ -114,10 +116,16 @@ class CuePlayer:
                 except ValueError as exc:
                     log.error("%s; using the built-in %s cue", exc, name)
         self.connecting_repeat_s = CONNECTING_REPEAT_S
+        self._speak_error: Callable[[StateChange], bool] | None = None
         self._ticker_stop: threading.Event | None = None
         self._lock = threading.Lock()
         self.played: list[str] = []
         """Names of cues played, oldest first (bounded; for tests and the demo display)."""
+
+    def set_error_speaker(self, speak: Callable[[StateChange], bool] | None) -> None:
+        """`speak(change)` says why an error happened (kiosk.audio.prompts) and returns True
+        when it did; the error cue plays only when it did not."""
+        self._speak_error = speak
 
     def play(self, name: str) -> None:
         """Play cue `name` now (no-op when cues are off)."""
@@ -126,6 +134,15 @@ class CuePlayer:
         self._playback.play_cue(self.sounds[name], self._gain)
         self.played.append(name)
         del self.played[:-32]
+
+    def set_volume(self, percent: int) -> None:
+        """Cue volume 0-100 from the next cue on (the night profile caps it)."""
+        self._gain = volume_gain(percent)
+
+    def on_nurse_call(self, change: NurseCallChange) -> None:
+        """Nurse request observer: the call signal at each request."""
+        if change.new_request:
+            self.play("nurse_call")
 
     def on_state_change(self, change: StateChange) -> None:
         """Observer: listening, ended, error and the repeating connecting tick."""
@@ -140,8 +157,10 @@ class CuePlayer:
             self.play("listening")  # no answer came: speak (the question) again
         elif new == State.IDLE and old in (State.LISTENING, State.THINKING, State.SPEAKING):
             self.play("ended")
-        elif new == State.ERROR:
-            self.play("error")  # also again on a press while the error lasts
+        elif new == State.ERROR:  # also again on a press while the error lasts
+            speak = self._speak_error
+            if speak is None or not speak(change):
+                self.play("error")
 
     def close(self) -> None:
         """Stop the connecting ticker."""

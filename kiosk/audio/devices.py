@@ -59,8 +59,9 @@ _stderr_lock = threading.Lock()
 def quiet_stderr() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null for the duration (PortAudio's C-level noise).
 
-    The swap is process-wide, so it is serialised; Python-level logging during the window is
-    lost too, which is why it only wraps PortAudio calls that take milliseconds.
+    The swap is process-wide, so it is serialised, and only wraps PortAudio calls that take
+    milliseconds. The kiosk's log writes to a descriptor of its own (kiosk.service.logs), so
+    no log line is lost in the window; a bare print() to stderr would be.
     """
     with _stderr_lock:
         saved = os.dup(2)

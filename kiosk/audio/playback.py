@@ -67,6 +67,7 @@ class _Item:
     written_in: int = 0  # 24 kHz samples accepted from write()
     played: int = 0  # device samples handed to the device
     started: bool = False
+    gain: np.float32 = np.float32(1.0)  # the answer volume when the item began
 
 
 class _Device:
@@ -232,7 +233,9 @@ class Playback:
             log.exception("playback listener failed on (%s, %s)", kind, item_id)
 
     def set_volume(self, percent: int) -> None:
-        """Answer volume 0-100 (cues have their own `cue_volume`), for audio written from now.
+        """Answer volume 0-100 (cues have their own `cue_volume`) from the next answer item
+        on: an item keeps the volume it began with, so a change (the night profile) never
+        jumps in the middle of a sentence.
 
         The volume is applied in `write`, once per chunk, so the callback only copies.
         """
@@ -250,7 +253,7 @@ class Playback:
                 if item is not None and item.end is None:
                     self._end_locked(item)  # a new item implies the previous one is complete
                 item = _Item(item_id, dev.ring.total_written,
-                             StreamResampler(SAMPLE_RATE_HZ, dev.rate_hz))
+                             StreamResampler(SAMPLE_RATE_HZ, dev.rate_hz), gain=self._gain)
                 self._items.append(item)
             item.written_in += len(samples)
             data = self._to_device(item, samples)
@@ -276,9 +279,10 @@ class Playback:
         if empty:
             self._emit("drained", item_id)
 
-    def flush(self) -> int:
-        """Barge-in: fade out within one block, drop everything queued (and the cue);
-        returns ms played of the item that was playing (never more than was written).
+    def flush(self, keep_cue: bool = False) -> int:
+        """Barge-in: fade out within one block, drop everything queued (and the cue, unless
+        `keep_cue`); returns ms played of the item that was playing (never more than was
+        written).
 
         Never waits for the device: the next callback fades out what it hands over next and
         skips the rest of what was queued *now* (audio written after this call plays)."""
@@ -291,7 +295,8 @@ class Playback:
                 self._flush_to = ring.total_written
             else:
                 ring.clear()
-            self._cue = None
+            if not keep_cue:
+                self._cue = None
             self._running = False
             for item in self._items:
                 self._flushed_ids.add(item.item_id)
@@ -471,8 +476,8 @@ class Playback:
     def _to_device(self, item: _Item, samples: np.ndarray, last: bool = False) -> np.ndarray:
         """24 kHz answer audio -> the device's rate, at the answer volume."""
         data = item.resampler.process(samples, last=last)
-        if self._gain != 1.0 and len(data):
-            data = (data * self._gain).astype(np.int16)
+        if item.gain != 1.0 and len(data):
+            data = (data * item.gain).astype(np.int16)
         return data
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""The patient's one push button: a short press and a long press, posted as events."""
+"""The patient's push button (and the assistive switch): short and long presses, as events."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ class KioskButton:
     times a second for the life of the kiosk; the pin is read as a plain
     `DigitalInputDevice`, which only wakes on edges.
 
+    For patients with tremor, ``min_press_ms`` accepts a short press only when the contact
+    was held at least that long: a brief knock against the button is ignored (and logged at
+    debug level). The long press is unaffected.
+
+    The same class reads the assistive switch (``switch_pin``): give it ``pin``,
+    ``pull_up`` and ``source="switch"``; the events are then posted with that source.
+
     gpiozero calls the handlers from its own threads; they only call `post`, which must not
     block (give it a bounded queue's ``put_nowait``). If `post` raises, the press is logged
     and dropped so gpiozero's thread survives.
@@ -57,20 +64,31 @@ class KioskButton:
         The gpiozero pin factory: ``open_pins(gpio).factory`` (:func:`kiosk.hw.pins.open_pins`).
     :param post:
         Called with each :class:`~kiosk.events.ButtonPressed`; must return at once.
+    :param pin, pull_up:
+        Another input than the button (the assistive switch): its pin and wiring. By default
+        `button_pin` and `button_pull_up`; `bounce_ms`, `long_press_s` and `min_press_ms`
+        apply to both.
+    :param source:
+        The ``source`` of the posted events (``"button"``, ``"switch"``).
     """
 
     def __init__(self, gpio: GpioSettings, factory: Factory,
-                 post: Callable[[Event], None]) -> None:
+                 post: Callable[[Event], None], *, pin: int | str | None = None,
+                 pull_up: bool | None = None, source: str = "button") -> None:
         self._post = post
+        self._source = source
         self._bounce_s = gpio.bounce_ms / 1000
         self._long_press_s = gpio.long_press_s
+        self._min_press_s = gpio.min_press_ms / 1000
+        self._pressed_at = 0.0  # monotonic time of the accepted press edge
         self._lock = threading.Lock()  # gpiozero's edge thread and the hold timer both call in
         self._pressed = False  # debounced state
         self._held = False  # the long press of the current press was already posted
         self._hold_timer: threading.Timer | None = None
         self._last_edge = -float("inf")  # monotonic time of the last accepted edge
-        self._button = DigitalInputDevice(gpio.button_pin, pull_up=gpio.button_pull_up,
-                                          pin_factory=factory)
+        self._button = DigitalInputDevice(
+            gpio.button_pin if pin is None else pin,
+            pull_up=gpio.button_pull_up if pull_up is None else pull_up, pin_factory=factory)
         self._button.when_activated = self._on_press
         self._button.when_deactivated = self._on_release
 
@@ -109,6 +127,7 @@ class KioskButton:
                 return
             self._pressed = True
             self._held = False
+            self._pressed_at = self._last_edge
             self._cancel_hold()
             timer = self._hold_timer = threading.Timer(self._long_press_s, self._on_held)
             timer.daemon = True
@@ -122,8 +141,12 @@ class KioskButton:
             self._cancel_hold()
             short = not self._held
             self._held = False
-        if short:
-            self._send(ButtonPressed(long=False, source="button"))
+            held_s = self._last_edge - self._pressed_at
+        if short and held_s < self._min_press_s:
+            log.debug("%s: press of %.0f ms ignored (gpio.min_press_ms is %.0f)",
+                      self._source, held_s * 1000, self._min_press_s * 1000)
+        elif short:
+            self._send(ButtonPressed(long=False, source=self._source))
 
     def _cancel_hold(self) -> None:
         timer, self._hold_timer = self._hold_timer, None
@@ -139,7 +162,7 @@ class KioskButton:
             self._pressed = True
             self._held = True
             self._hold_timer = None
-        self._send(ButtonPressed(long=True, source="button"))
+        self._send(ButtonPressed(long=True, source=self._source))
 
     def _send(self, event: ButtonPressed) -> None:
         try:

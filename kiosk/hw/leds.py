@@ -14,175 +14,44 @@ speaking    pulse           slow breathing fade (a single LED: slow blink)
 error       blink 0.1/0.1   fast flicker
 ==========  ==============  ===================================================
 
-Each LED part is a small driver class (single, PWM, RGB, none) saying *how* to show a mode;
-:class:`StatusLight` decides *what* to show. gpiozero runs blink and pulse in its own stoppable
-threads; only ``double_blink``, which gpiozero lacks, runs in a thread of ours, built the same
-way (a `GPIOThread` whose loop waits on its `stopping` event).
+Each LED part is a small driver class (single, PWM, RGB, none; `kiosk.hw.led_parts`) saying
+*how* to show a mode; :class:`StatusLight` decides *what* to show. gpiozero runs blink and
+pulse in its own stoppable threads; only ``double_blink``, which gpiozero lacks, runs in a
+thread of ours, built the same way (a `GPIOThread` whose loop waits on its `stopping` event).
+
+Two things go on top of the state's pattern:
+
+* a latched **nurse request** (:meth:`StatusLight.set_overlay`): every few seconds three quick
+  flashes (magenta on an RGB LED) interrupt the state's own pattern, which shows in between,
+  so both stay readable by rhythm alone;
+* the **night profile** (:meth:`StatusLight.set_night`): every level is scaled down (PWM and
+  RGB LEDs; a plain LED cannot dim) and the idle light is off.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from itertools import cycle
+from typing import TYPE_CHECKING
 
 from gpiozero import LED, PWMLED, RGBLED
 from gpiozero.pins import Factory
 from gpiozero.threads import GPIOThread
 
+from kiosk.hw.led_parts import DRIVERS, double_blink_steps, parse_color
 from kiosk.settings import GpioSettings, LedPattern
 from kiosk.states import State, StateChange
 
-Color = tuple[float, float, float]
+if TYPE_CHECKING:
+    from kiosk.nurse import NurseCallChange
+
 MODES = ("off", "on", "dim", "blink", "double_blink", "pulse")
 
-# double_blink: the pause after the two quick blinks, in quick blinks (on_s + off_s). Three is
-# long enough that the pair reads as one "blink-blink" and not as an even blink.
-DOUBLE_BLINK_PAUSE_BLINKS = 3
-
-
-def parse_color(text: str) -> Color:
-    """``"#ffbf00"`` -> ``(1.0, 0.749..., 0.0)``; raises ValueError naming the bad value."""
-    if not re.fullmatch(r"#[0-9a-fA-F]{6}", text):
-        raise ValueError(f"LED colour {text!r} is not of the form #rrggbb")
-    red, green, blue = (int(text[i:i + 2], 16) / 255 for i in (1, 3, 5))
-    return (red, green, blue)
-
-
-def double_blink_steps(pattern: LedPattern) -> list[tuple[bool, float]]:
-    """One cycle of ``double_blink`` as (lit, seconds) steps: on, off, on, pause."""
-    pause_s = DOUBLE_BLINK_PAUSE_BLINKS * (pattern.on_s + pattern.off_s)
-    return [(True, pattern.on_s), (False, pattern.off_s), (True, pattern.on_s), (False, pause_s)]
-
-
-class _Driver:
-    """How one kind of LED part shows each mode. The base class is the ``none`` kind."""
-
-    device: LED | PWMLED | RGBLED | None = None
-
-    def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
-        """The ``none`` kind claims no pins."""
-
-    def off(self) -> None:
-        """Dark, and any gpiozero blink thread stopped."""
-
-    def on(self, pattern: LedPattern) -> None:
-        """Steady light."""
-
-    def dim(self, pattern: LedPattern) -> None:
-        """A faint steady glow."""
-
-    def blink(self, pattern: LedPattern) -> None:
-        """Hard on/off blinking in gpiozero's background thread."""
-
-    def pulse(self, pattern: LedPattern) -> None:
-        """Slow fading in and out (or the closest the part can do)."""
-
-    def flash(self, lit: bool, pattern: LedPattern) -> None:
-        """One step of our own sequences (double_blink): lit or dark, right now."""
-
-    def close(self) -> None:
-        """Turn the light off and release its pins."""
-        if self.device is not None and not self.device.closed:
-            self.device.off()
-            self.device.close()
-
-
-class _SingleDriver(_Driver):
-    # A plain LED on one pin can only be on or off: dim is off, pulse is a slow blink.
-    device: LED
-
-    def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
-        self.device = LED(gpio.led_pin, active_high=gpio.led_active_high, pin_factory=factory)
-
-    def off(self) -> None:
-        self.device.off()
-
-    def on(self, pattern: LedPattern) -> None:
-        self.device.on()
-
-    def dim(self, pattern: LedPattern) -> None:
-        self.device.off()
-
-    def blink(self, pattern: LedPattern) -> None:
-        self.device.blink(on_time=pattern.on_s, off_time=pattern.off_s)
-
-    def pulse(self, pattern: LedPattern) -> None:
-        # On for one whole fade cycle, off for one: clearly slower than the blink patterns.
-        period_s = pattern.on_s + pattern.off_s
-        self.device.blink(on_time=period_s, off_time=period_s)
-
-    def flash(self, lit: bool, pattern: LedPattern) -> None:
-        self.device.value = lit
-
-
-class _PwmDriver(_Driver):
-    # brightness sets the steady level (on, dim); gpiozero's blink and pulse go to full.
-    device: PWMLED
-
-    def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
-        self.device = PWMLED(gpio.led_pin, active_high=gpio.led_active_high,
-                             pin_factory=factory)
-
-    def off(self) -> None:
-        self.device.off()
-
-    def on(self, pattern: LedPattern) -> None:
-        self.device.value = pattern.brightness
-
-    dim = on
-
-    def blink(self, pattern: LedPattern) -> None:
-        self.device.blink(on_time=pattern.on_s, off_time=pattern.off_s)
-
-    def pulse(self, pattern: LedPattern) -> None:
-        self.device.pulse(fade_in_time=pattern.on_s, fade_out_time=pattern.off_s)
-
-    def flash(self, lit: bool, pattern: LedPattern) -> None:
-        self.device.value = 1.0 if lit else 0.0
-
-
-class _RgbDriver(_Driver):
-    # The pattern's colour scaled by its brightness is "lit", in every mode.
-    device: RGBLED
-
-    def __init__(self, gpio: GpioSettings, factory: Factory) -> None:
-        red, green, blue = gpio.rgb_pins
-        self.device = RGBLED(red, green, blue, active_high=gpio.led_active_high, pwm=True,
-                             pin_factory=factory)
-
-    @staticmethod
-    def lit(pattern: LedPattern) -> Color:
-        r, g, b = parse_color(pattern.color)
-        k = pattern.brightness
-        return (r * k, g * k, b * k)
-
-    def off(self) -> None:
-        self.device.off()
-
-    def on(self, pattern: LedPattern) -> None:
-        self.device.value = self.lit(pattern)
-
-    dim = on
-
-    def blink(self, pattern: LedPattern) -> None:
-        self.device.blink(on_time=pattern.on_s, off_time=pattern.off_s,
-                          on_color=self.lit(pattern))
-
-    def pulse(self, pattern: LedPattern) -> None:
-        self.device.pulse(fade_in_time=pattern.on_s, fade_out_time=pattern.off_s,
-                          on_color=self.lit(pattern))
-
-    def flash(self, lit: bool, pattern: LedPattern) -> None:
-        self.device.value = self.lit(pattern) if lit else (0.0, 0.0, 0.0)
-
-
-_DRIVERS: dict[str, type[_Driver]] = {
-    "single": _SingleDriver,
-    "pwm": _PwmDriver,
-    "rgb": _RgbDriver,
-    "none": _Driver,
-}
+# A latched nurse request: three quick flashes, then the state's own pattern for a while.
+# No state uses a burst of three, so it reads as "a nurse was called" on any LED.
+NURSE_FLASH = LedPattern(mode="blink", on_s=0.15, off_s=0.15, brightness=1.0, color="#ff00ff")
+NURSE_FLASHES = 3
+NURSE_STATE_S = 2.0  # the state's own pattern between two bursts
 
 
 class StatusLight:
@@ -238,10 +107,12 @@ class StatusLight:
         self._sequence: GPIOThread | None = None
         self._state: State | None = None
         self._closed = False
-        self._driver = _DRIVERS[gpio.led_kind](gpio, factory)
+        self._driver = DRIVERS[gpio.led_kind](gpio, factory)
         self._wanted: State | None = None  # the newest state the controller announced
         self._wake = threading.Event()
         self._shower: threading.Thread | None = None
+        self._overlay = False  # a nurse request is latched
+        self._night: float | None = None  # the night's brightness factor; None by day
 
     @property
     def state(self) -> State | None:
@@ -253,9 +124,45 @@ class StatusLight:
         """The gpiozero device behind the light (None for ``led_kind: none``)."""
         return self._driver.device
 
+    @property
+    def overlay(self) -> bool:
+        """Whether the nurse request's flashes are shown on top of the state."""
+        return self._overlay
+
+    @property
+    def night(self) -> float | None:
+        """The night's brightness factor, or None by day."""
+        return self._night
+
     def on_state_change(self, change: StateChange) -> None:
         """Observer hook: show the new state (on the light's own thread; returns at once)."""
         self._wanted = change.new  # one reference: the shower takes the newest
+        self._wake_shower()
+
+    def on_nurse_call(self, change: NurseCallChange) -> None:
+        """Nurse request observer: the flashes while a request is latched."""
+        self.set_overlay(change.active)
+
+    def set_overlay(self, on: bool) -> None:
+        """Show (or stop showing) a latched nurse request on top of the state. Returns at
+        once; the light's own thread redraws."""
+        if on != self._overlay:
+            self._overlay = on
+            self._redraw()
+
+    def set_night(self, brightness: float | None) -> None:
+        """Night: every level times `brightness` (0-1) and the idle light off; None: day.
+        Returns at once; the light's own thread redraws."""
+        if brightness != self._night:
+            self._night = brightness
+            self._redraw()
+
+    def _redraw(self) -> None:
+        if self._wanted is None:
+            self._wanted = self._state  # shown directly so far (at start)
+        self._wake_shower()
+
+    def _wake_shower(self) -> None:
         if self._shower is None and not self._closed:
             self._shower = threading.Thread(target=self._show_wanted, name="status-light",
                                             daemon=True)
@@ -277,24 +184,39 @@ class StatusLight:
         """
         state = State(state)
         pattern = self._gpio.pattern(state.value)
+        if self._night is not None and state is State.IDLE:
+            pattern = LedPattern(mode="off")  # a dark room at night
         with self._lock:
             if self._closed:
                 return
             self._stop_sequence()
             self._state = state
             driver = self._driver
+            driver.scale = 1.0 if self._night is None else self._night
+            if self._overlay:
+                driver.off()
+                self._sequence = GPIOThread(self._play_overlay, (pattern,),
+                                            name=f"status-light-nurse-{state.value}")
+                self._sequence.start()
+                return
             if pattern.mode == "double_blink":
                 driver.off()  # stops gpiozero's thread here, before ours starts
                 self._sequence = GPIOThread(self._play, (double_blink_steps(pattern), pattern),
                                             name=f"status-light-{state.value}")
                 self._sequence.start()
                 return
-            if pattern.mode == "off":
-                driver.off()
-                return
-            modes = {"on": driver.on, "dim": driver.dim, "blink": driver.blink,
-                     "pulse": driver.pulse}
-            modes[pattern.mode](pattern)  # the mode was checked in __init__
+            self._start_mode(pattern)
+
+    def _start_mode(self, pattern: LedPattern) -> None:
+        """Start a mode that runs by itself (gpiozero's threads): off, on, dim, blink,
+        pulse."""
+        driver = self._driver
+        if pattern.mode == "off":
+            driver.off()
+            return
+        modes = {"on": driver.on, "dim": driver.dim, "blink": driver.blink,
+                 "pulse": driver.pulse}
+        modes[pattern.mode](pattern)  # the mode was checked in __init__
 
     def close(self) -> None:
         """Stop any pattern, turn the LED off and release its pins. Safe to call twice."""
@@ -326,3 +248,30 @@ class StatusLight:
             self._driver.flash(lit, pattern)
             if stopping.wait(seconds):
                 break
+
+    def _play_overlay(self, pattern: LedPattern) -> None:
+        """The nurse request's bursts with the state's own pattern in between, until
+        stopped (a new state, the request reset, close)."""
+        stopping = threading.current_thread().stopping  # type: ignore[attr-defined]
+        driver = self._driver
+        burst = [(lit, NURSE_FLASH.on_s if lit else NURSE_FLASH.off_s)
+                 for _ in range(NURSE_FLASHES) for lit in (True, False)]
+        while True:
+            driver.off()  # stops gpiozero's thread of the state's pattern
+            for lit, seconds in burst:
+                driver.flash(lit, NURSE_FLASH)
+                if stopping.wait(seconds):
+                    return
+            if pattern.mode == "double_blink":
+                elapsed = 0.0
+                for lit, seconds in cycle(double_blink_steps(pattern)):
+                    driver.flash(lit, pattern)
+                    if stopping.wait(seconds):
+                        return
+                    elapsed += seconds
+                    if elapsed >= NURSE_STATE_S:
+                        break
+            else:
+                self._start_mode(pattern)
+                if stopping.wait(NURSE_STATE_S):
+                    return

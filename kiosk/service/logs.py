@@ -252,6 +252,24 @@ def flush_logging(timeout_s: float = 2.0) -> bool:
     return _writer.flush(timeout_s) if _writer is not None else True
 
 
+_stderr_copy: TextIO | None = None
+
+
+def _real_stderr() -> TextIO:
+    """stderr through a file descriptor of its own: kiosk.audio.devices.quiet_stderr points
+    descriptor 2 at /dev/null while PortAudio starts (its C-level noise), and a line another
+    thread logs meanwhile (the spoken prompts are made then) must still be written."""
+    global _stderr_copy
+    if _stderr_copy is None:
+        try:
+            fd = os.dup(sys.stderr.fileno())
+        except (AttributeError, OSError, ValueError):  # no real stderr (captured, closed)
+            return sys.stderr
+        _stderr_copy = os.fdopen(fd, "w", buffering=1, encoding=sys.stderr.encoding,
+                                 errors="backslashreplace")
+    return _stderr_copy
+
+
 def _use_journal(target: str, journal_socket: str, stream: TextIO) -> bool:
     if target == "stderr" or not os.path.exists(journal_socket):
         return False
@@ -286,7 +304,7 @@ def setup_logging(logging_settings: LoggingSettings, kiosk: KioskSettings, *,
     """Install (or, on reload, replace) the kiosk's log handler; returns the LogContext
     the daemon registers as a state observer. Safe to call again with new settings."""
     global _context, _writer
-    out = stream if stream is not None else sys.stderr
+    out = stream if stream is not None else _real_stderr()
     root = logging.getLogger()
     _remove_handler()
     if _context is None:

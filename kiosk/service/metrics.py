@@ -27,6 +27,7 @@ from kiosk.states import State, StateChange
 
 if TYPE_CHECKING:
     from kiosk.audio.echo import EchoStats
+    from kiosk.nurse import NurseCallChange
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ ECHO_MODES = ("aec", "gate", "none")
 # The echo canceller's modes (kiosk/audio/aec.py), each a 0/1 sample while aec runs.
 AEC_STATES = ("bypass", "converging", "active", "no_echo", "failed")
 LATENCY_WINDOW = 200  # latest samples kept for the p95
+NURSE_SOURCES = ("switch", "assistant")  # what can request a nurse
 
 
 def p95(samples: Iterable[float]) -> float:
@@ -139,6 +141,10 @@ class Metrics:
         self._echo: Callable[[], EchoStats] | None = None
         self._fallbacks_base = 0  # fallbacks of earlier audio engines (before a reload)
         self._fallbacks_last = 0
+        # The nurse request (None: not configured): latched, the relay read back, requests.
+        self._nurse: tuple[bool, bool] | None = None
+        self._nurse_calls: Counter[str] = Counter({source: 0 for source in NURSE_SOURCES})
+        self._providers: list[Callable[[], list[Family]]] = []
         self._press_to_listening = _Latency()
         self._answer = _Latency()
         self._stopping = threading.Event()
@@ -175,6 +181,13 @@ class Metrics:
             if change.new == State.ERROR:
                 self._errors[change.error_kind or "internal"] += 1
 
+    def on_nurse_call(self, change: NurseCallChange) -> None:
+        """Nurse request observer: its state (the relay as read back) and the requests."""
+        with self._lock:
+            self._nurse = (change.active, change.contact_closed)
+            if change.new_request:
+                self._nurse_calls[change.source] += 1
+
     def count_press(self) -> None:
         with self._lock:
             self._presses += 1
@@ -200,6 +213,12 @@ class Metrics:
                 self._fallbacks_base += self._fallbacks_last
                 self._fallbacks_last = 0
             self._echo = read
+
+    def add_families(self, provider: Callable[[], list[Family]]) -> None:
+        """Export the families another part builds (the remote test call's), asked for at
+        every write; it must not wait, and may give none (absent until it has something)."""
+        with self._lock:
+            self._providers.append(provider)
 
     def set_health(self, part: str, ok: bool) -> None:
         """Whether a part (microphone, speaker, gpio) works now; exported as a gauge."""
@@ -238,6 +257,7 @@ class Metrics:
             counters = (self._visits, self._presses, self._reconnects, self._answers)
             last_answer = self._last_answer
             errors = sorted(self._errors.items())
+            nurse, nurse_calls = self._nurse, sorted(self._nurse_calls.items())
             health = sorted(self._health.items())
             latencies = [(lat.last, p95(lat.samples))
                          for lat in (self._press_to_listening, self._answer)]
@@ -259,6 +279,16 @@ class Metrics:
                               [(k, base + read[name])]))
         out.append(Family(f"{PREFIX}_errors_total", "counter", "Errors by kind.",
                           [({**k, "kind": kind}, count) for kind, count in errors]))
+        if nurse is not None:
+            active, contact_closed = nurse
+            out.append(Family(f"{PREFIX}_nurse_call_active", "gauge", "1 while a nurse request "
+                              "is latched (until reset), else 0.", [(k, int(active))]))
+            out.append(Family(f"{PREFIX}_nurse_call_relay_closed", "gauge", "1 while the nurse "
+                              "call relay's contact is closed, as read back from its pin.",
+                              [(k, int(contact_closed))]))
+            out.append(Family(f"{PREFIX}_nurse_calls_total", "counter", "Nurse requests by "
+                              "source (switch, assistant).",
+                              [({**k, "source": src}, n) for src, n in nurse_calls]))
         if health:
             out.append(Family(f"{PREFIX}_part_ok", "gauge",
                               "1 while a part (microphone, speaker, gpio) works, else 0.",
@@ -276,6 +306,13 @@ class Metrics:
         out.append(Family(f"{PREFIX}_last_answer_timestamp_seconds", "gauge",
                           "Unix time the latest answer started playing (NaN before the first).",
                           [(k, last_answer)]))
+        with self._lock:
+            providers = list(self._providers)
+        for provider in providers:
+            try:
+                out.extend(provider())
+            except Exception:  # a broken part must not cost the kiosk all its metrics
+                log.exception("metrics: %s failed", getattr(provider, "__qualname__", provider))
         now = time.time()
         out.append(Family(f"{PREFIX}_start_time_seconds", "gauge",
                           "Unix time the daemon started.", [(k, self._started)]))

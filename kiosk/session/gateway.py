@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiosk import language as lang
 from kiosk.session.credentials import Credential, LoginCredential, credential_from_settings
 from kiosk.session.errors import GatewayError
 from kiosk.session.http import post_json
@@ -96,9 +97,11 @@ class GatewayClient:
 
     def __init__(self, gateway: GatewaySettings, realtime: RealtimeSettings, *,
                  ctx: ssl.SSLContext | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 language: str | None = None) -> None:
         self.gateway = gateway
         self.realtime = realtime
+        self.language = language or gateway.language  # kiosk.language (a BCP 47 tag)
         self._clock = clock
         self._lock = threading.Lock()
         self._ctx = ctx
@@ -192,11 +195,16 @@ class GatewayClient:
         body: dict[str, Any] = {}
         if conversation_id:
             body["conversation_id"] = conversation_id
-        for name in ("voice", "language", "vad_sensitivity", "silence_duration_ms",
-                     "adaptive_vad"):
+        for name in ("voice", "vad_sensitivity", "silence_duration_ms", "adaptive_vad"):
             value = getattr(g, name)
             if value is not None:
                 body[name] = value
+        if self.language:
+            # The gateway takes two-letter codes ("en", "es"): pt-BR is asked for as pt.
+            try:
+                body["language"] = lang.parse(self.language).iso639_1
+            except ValueError:
+                body["language"] = self.language
         return body
 
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str],

@@ -87,9 +87,10 @@ class Link:
     or `await close()` when done. Only ever used on one asyncio loop."""
 
     def __init__(self, grant: Grant, realtime: RealtimeSettings, gateway: GatewaySettings,
-                 ctx: ssl.SSLContext | None) -> None:
+                 ctx: ssl.SSLContext | None, language: str | None = None) -> None:
         self.grant = grant
         self.settings = realtime
+        self.language = language  # kiosk.language: transcription and "answer in ..."
         self.gateway = gateway
         self._ctx = ctx
         self._ws: ClientConnection | None = None
@@ -141,7 +142,8 @@ class Link:
                                        f"({type(exc).__name__}: {exc})") from None
         try:
             self.session = await self._await("session.created", deadline)
-            await self.send(p.session_update(self.grant.voice_config, self.settings))
+            await self.send(p.session_update(self.grant.voice_config, self.settings,
+                                             self.language))
             self.session = await self._await("session.updated", deadline, errors_end_wait=True)
         except BaseException:
             self.abort()

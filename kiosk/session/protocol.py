@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 import pybase64
 
+from kiosk import language as lang
 from kiosk.settings import RealtimeSettings
 
 log = logging.getLogger("kiosk.session.protocol")
@@ -169,9 +170,40 @@ def response_create() -> dict[str, Any]:
     return _event("response.create")
 
 
-def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings) -> dict[str, Any]:
-    """GA session.update from the gateway's flat beta voice_config plus the kiosk's overrides."""
+def function_call_output(call_id: str, output: dict[str, Any]) -> dict[str, Any]:
+    """The result of a tool call the model made, as a conversation item (`output` as JSON)."""
+    return _event("conversation.item.create", item={
+        "type": "function_call_output", "call_id": call_id,
+        "output": orjson.dumps(output).decode()})
+
+
+NURSE_TOOL_NAME = "request_nurse"
+NURSE_TOOL: dict[str, Any] = {
+    "type": "function",
+    "name": NURSE_TOOL_NAME,
+    "description": (
+        "Call a nurse to the patient's bed through the ward's nurse call system. Use it when "
+        "the patient asks for a nurse or for help from staff, or says they are in pain, "
+        "unwell, have fallen or need help urgently. Tell the patient what the result says."),
+    "parameters": {
+        "type": "object",
+        "properties": {"reason": {"type": "string", "description": (
+            "A few words on why the nurse is needed, e.g. 'pain in the chest' or 'wants to "
+            "go to the toilet'.")}},
+        "required": ["reason"],
+        "additionalProperties": False,
+    },
+}
+"""The one tool the kiosk offers (with `realtime.nurse_call_tool: true`)."""
+
+
+def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings,
+                   language: str | None = None) -> dict[str, Any]:
+    """GA session.update from the gateway's flat beta voice_config plus the kiosk's overrides.
+    `language` (kiosk.language, a BCP 47 tag) sets the transcription language and adds
+    "Always answer in <language>." after the instructions."""
     vc = voice_config or {}
+    tag = lang.parse(language) if language else None
     audio_in: dict[str, Any] = {"format": dict(FORMATS["pcm16"])}
     fmt = vc.get("input_audio_format")
     if fmt not in (None, "pcm16"):
@@ -180,9 +212,9 @@ def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings) -> 
     transcription = vc.get("input_audio_transcription")
     if isinstance(transcription, dict) and transcription.get("model"):
         tr: dict[str, Any] = {"model": transcription["model"]}
-        language = transcription.get("language") or vc.get("language")
-        if isinstance(language, str) and language:
-            tr["language"] = language
+        said = tag.iso639_1 if tag else transcription.get("language") or vc.get("language")
+        if isinstance(said, str) and said:
+            tr["language"] = said
         for key in ("prompt",):
             if isinstance(transcription.get(key), str):
                 tr[key] = transcription[key]
@@ -192,7 +224,7 @@ def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings) -> 
     if isinstance(noise, dict) and noise.get("type") in ("near_field", "far_field"):
         audio_in["noise_reduction"] = {"type": noise["type"]}
 
-    audio_out: dict[str, Any] = {"format": dict(FORMATS["pcm16"])}
+    audio_out: dict[str, Any] = {"format": dict(FORMATS["pcm16"]), "speed": realtime.speed}
     voice = realtime.voice or vc.get("voice")
     if voice in REALTIME_VOICES:
         audio_out["voice"] = voice
@@ -205,8 +237,14 @@ def session_update(voice_config: dict[str, Any], realtime: RealtimeSettings) -> 
     if realtime.model:
         session["model"] = realtime.model
     instructions = realtime.instructions or vc.get("instructions")
+    if tag is not None:
+        # After the ward's own instructions, so it is the last word on the language.
+        instructions = "\n\n".join(filter(None, [instructions, tag.answer_instruction()]))
     if instructions:
         session["instructions"] = instructions
+    if realtime.nurse_call_tool:
+        session["tools"] = [NURSE_TOOL]
+        session["tool_choice"] = "auto"
     return _event("session.update", session=session)
 
 

@@ -126,5 +126,13 @@ class SimKnobs:
     """Transcript of each answer."""
     user_transcript: str = "Could I have some water, please?"
     """What the simulated transcription 'hears' in every turn."""
+    call_tool_next: bool = False
+    """Make the next answer a call of the first function tool the client declared in
+    session.update (output_item.added, function_call_arguments.delta and .done, response.done)
+    instead of speech. The spoken answer comes when the client sends the call's
+    function_call_output and a response.create. One-shot: reset to False when it fires. With
+    no tool declared, the answer is spoken as usual."""
+    tool_arguments: str = '{"reason": "The patient says she feels dizzy."}'
+    """The JSON arguments of that call."""
     vad_threshold_rms: float = 600.0
     """Energy threshold of the server VAD (int16 RMS)."""

@@ -22,7 +22,7 @@ from websockets.sync.server import ServerConnection
 
 from kiosk.session import protocol as p
 from kiosk.sim.records import RealtimeConnection
-from kiosk.sim.responder import Response, new_id
+from kiosk.sim.responder import Response, ToolCall, new_id
 from kiosk.sim.vad import EnergyVad
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ class RealtimeSession:
         self.buffer_samples = 0  # uncommitted input audio
         self.user_item: str | None = None
         self.last_item: str | None = None
-        self.response: Response | None = None
+        self.response: Response | ToolCall | None = None
+        self.tool_calls: set[str] = set()  # call ids of function calls made
         self.responses: dict[str, Response] = {}  # by assistant item id
         self.events_received = 0
         self.closed = False
@@ -219,6 +220,13 @@ class RealtimeSession:
             self.error("invalid_value", f"Invalid value: '{voice}'.",
                        param="session.audio.output.voice", event_id=event.get("event_id"))
             return
+        speed = session.get("audio", {}).get("output", {}).get("speed")
+        if speed is not None and not (isinstance(speed, (int, float))
+                                      and not isinstance(speed, bool) and 0.25 <= speed <= 1.5):
+            self.error("invalid_value", f"Invalid 'session.audio.output.speed': {speed}; "
+                                        "expected a number from 0.25 to 1.5.",
+                       param="session.audio.output.speed", event_id=event.get("event_id"))
+            return
         merged = json.loads(json.dumps(self.rec.session))
         _deep_merge(merged, session)
         self._set_session(merged)
@@ -290,7 +298,19 @@ class RealtimeSession:
 
     def _respond(self) -> None:
         k = self.sim.knobs
-        response = Response(self.send, answer_s=k.answer_s, f0_hz=k.voice_f0_hz,
+        tools = [t for t in self.rec.session.get("tools") or [] if t.get("type") == "function"]
+        if k.call_tool_next and tools:
+            k.call_tool_next = False  # one-shot
+            call = ToolCall(self.send, name=str(tools[0].get("name")),
+                            arguments=k.tool_arguments, previous_item_id=self.last_item,
+                            on_finished=self._finished)
+            self.response, self.last_item = call, call.item_id
+            self.tool_calls.add(call.call_id)
+            call.start()
+            return
+        # audio.output.speed stretches the answer like the service's slower speech does.
+        speed = self.rec.session["audio"]["output"].get("speed") or 1.0
+        response = Response(self.send, answer_s=k.answer_s / speed, f0_hz=k.voice_f0_hz,
                             speed=k.stream_speed, chunk_ms=k.chunk_ms, text=k.answer_text,
                             previous_item_id=self.last_item, on_finished=self._finished,
                             delay_s=k.answer_delay_s, voice=k.answer_voice)
@@ -299,7 +319,7 @@ class RealtimeSession:
         self.last_item = response.item_id
         response.start()
 
-    def _finished(self, response: Response) -> None:
+    def _finished(self, response: Response | ToolCall) -> None:
         if response.status == "cancelled":
             self._record(lambda: self.rec.cancelled_responses.append(response.id))
         if self.response is response:
@@ -353,6 +373,12 @@ class RealtimeSession:
 
     def _item_create(self, event: dict[str, Any]) -> None:
         item = dict(event.get("item") or {})
+        if item.get("type") == "function_call_output" and item.get("call_id") not in \
+                self.tool_calls:
+            self.error("invalid_value", f"No function call with call_id "
+                       f"'{item.get('call_id')}'.", param="item.call_id",
+                       event_id=event.get("event_id"))
+            return
         item.setdefault("id", new_id("item"))
         if isinstance(item.get("content"), list):
             # Like the service: the item comes back without the audio it carried.

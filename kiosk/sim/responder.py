@@ -132,5 +132,77 @@ class Response:
         self._on_finished(self)
 
 
+class ToolCall:
+    """A response that calls a function tool instead of speaking; same interface as
+    `Response`. The response stays active for `finish_s` after the arguments are done (the
+    service finishing it): a client asking for the next response too early is refused, as
+    the service would refuse it."""
+
+    finish_s = 0.2
+
+    def __init__(self, send: Send, *, name: str, arguments: str,
+                 previous_item_id: str | None,
+                 on_finished: Callable[[ToolCall], None]) -> None:
+        self.id = new_id("resp")
+        self.item_id = new_id("item")
+        self.call_id = new_id("call")
+        self.name = name
+        self._send = send
+        self._arguments = arguments
+        self._previous = previous_item_id
+        self._on_finished = on_finished
+        self.cancel_reason = ""
+        self.sent_samples = 0
+        self.status = "in_progress"
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-tool-call", daemon=True)
+
+    @property
+    def sent_ms(self) -> int:
+        return 0
+
+    def _item(self, status: str, arguments: str) -> dict[str, Any]:
+        return {"id": self.item_id, "object": "realtime.item", "type": "function_call",
+                "status": status, "name": self.name, "call_id": self.call_id,
+                "arguments": arguments}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        send, ids = self._send, {"response_id": self.id, "item_id": self.item_id,
+                                 "output_index": 0, "call_id": self.call_id}
+        body = {"id": self.id, "object": "realtime.response", "status": "in_progress",
+                "output": [], "output_modalities": ["audio"]}
+        send({"type": "response.created", "response": body})
+        item = self._item("in_progress", "")
+        send({"type": "response.output_item.added", "response_id": self.id, "output_index": 0,
+              "item": item})
+        send({"type": "conversation.item.added", "previous_item_id": self._previous,
+              "item": item})
+        send({"type": "response.function_call_arguments.delta", **ids,
+              "delta": self._arguments})
+        send({"type": "response.function_call_arguments.done", **ids, "name": self.name,
+              "arguments": self._arguments})
+        self._cancel.wait(self.finish_s)
+        item = self._item("completed", self._arguments)
+        send({"type": "response.output_item.done", "response_id": self.id, "output_index": 0,
+              "item": item})
+        send({"type": "conversation.item.done", "previous_item_id": self._previous,
+              "item": item})
+        self.status = "completed"
+        send({"type": "response.done", "response": {**body, "status": "completed",
+                                                    "output": [item]}})
+        self._on_finished(self)
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = reason  # the call is made: it only finishes sooner
+        self._cancel.set()
+
+    def join(self, timeout_s: float) -> None:
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+
 def pcm_bytes(samples: np.ndarray) -> bytes:
     return samples.astype("<i2").tobytes()

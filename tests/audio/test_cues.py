@@ -47,7 +47,10 @@ def fingerprint(pcm: np.ndarray, segments: int = 20) -> np.ndarray:
 def test_cues_are_short_and_distinct():
     sounds = {name: synthesize(name) for name in CUE_NAMES}
     for name, pcm in sounds.items():
-        assert 0.03 < len(pcm) / 24000 < 0.6, name
+        # The nurse call signal (four notes, outside the conversation's rhythm) may be a
+        # little longer than the state cues, which must never hold up speech.
+        longest_s = 0.7 if name == "nurse_call" else 0.6
+        assert 0.03 < len(pcm) / 24000 < longest_s, name
         assert np.abs(pcm[:10]).max() < 2000 and np.abs(pcm[-10:]).max() < 2000  # faded
     for a, b in itertools.combinations(CUE_NAMES, 2):
         similarity = float(fingerprint(sounds[a]) @ fingerprint(sounds[b]))

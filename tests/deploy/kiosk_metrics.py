@@ -1,18 +1,20 @@
 """Metrics files written by the kiosk's own code, to check alert rules and dashboards against.
 
 Three kiosks: two healthy ones that had a day of visits (one with a failed one), built with
-the kiosk's assembly (its audio counters, its part names) and driven through every state;
+the kiosk's assembly (its audio counters, its part names) and driven through every state,
+the first with a passed remote test call and a refused one, the second never tested;
 and one started for real with no sound devices and no gateway, so its own code reports the
-missing devices and holds `error`. The files are parsed the way Prometheus parses them
-(prometheus_client's parser), and can be turned into promtool input series with the labels a
-scrape through node_exporter adds (`instance`, `job`) and node_exporter's own series.
+missing devices, holds `error` and fails the test call asked of it. The files are parsed the
+way Prometheus parses them (prometheus_client's parser), and can be turned into promtool input
+series with the labels a scrape through node_exporter adds (`instance`, `job`) and
+node_exporter's own series.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,9 +26,12 @@ from kiosk.settings import (
     GpioSettings,
     KioskSettings,
     MetricsSettings,
+    NurseCallSettings,
     Settings,
 )
 from kiosk.states import State, StateChange
+from kiosk.test_call.call import TestCallResult
+from kiosk.test_call.report import TestCallReports
 
 HEALTHY = ("ward3-bed12", "ward3-bed14")
 BROKEN = "ward3-bed16"
@@ -50,10 +55,13 @@ def instance_of(kiosk_id: str) -> str:
 
 def _settings(kiosk_id: str, textfile: Path) -> Settings:
     # No sound devices here (the healthy kiosks are told theirs are ready, as the audio
-    # engine does), mock GPIO pins, and no gateway.url.
+    # engine does), mock GPIO pins, and no gateway.url. The first kiosk has a nurse call
+    # relay and an assistive switch, so its file has the nurse call's families too.
+    bedside = dict(switch_pin=27, switch_role="nurse_call",
+                   nurse_call=NurseCallSettings(pin=22)) if kiosk_id == HEALTHY[0] else {}
     return Settings(kiosk=KioskSettings(id=kiosk_id),
                     metrics=MetricsSettings(textfile=str(textfile)),
-                    gpio=GpioSettings(pin_factory="mock"),
+                    gpio=GpioSettings(pin_factory="mock", **bedside),  # type: ignore[arg-type]
                     audio=AudioSettings(input_device="no-such-microphone",
                                         output_device="no-such-speaker"))
 
@@ -74,8 +82,18 @@ def _visit(kiosk: Kiosk, visit_id: str, at: float, error_kind: str | None = None
         old = new
 
 
-def healthy_kiosk(kiosk_id: str, textfile: Path) -> str:
+def _reports(kiosk: Kiosk, tmp: Path) -> TestCallReports:
+    """The daemon's test-call reporter, exported with the kiosk's metrics."""
+    settings = kiosk.settings
+    reports = TestCallReports(replace(settings.test_call, result_file=str(tmp)),
+                              settings.kiosk.id)
+    kiosk.metrics.add_families(reports.families)
+    return reports
+
+
+def healthy_kiosk(kiosk_id: str, textfile: Path, tested: bool) -> str:
     kiosk = Kiosk(_settings(kiosk_id, textfile))
+    reports = _reports(kiosk, textfile.with_suffix(".test-call.json"))
     try:
         kiosk._start_gpio()  # the mock pins open: gpio works
         kiosk._on_audio("ready", "microphone and speaker open")  # as the audio engine says
@@ -83,14 +101,31 @@ def healthy_kiosk(kiosk_id: str, textfile: Path) -> str:
             _visit(kiosk, f"{kiosk_id}-{n}", at=100.0 * n)
         _visit(kiosk, f"{kiosk_id}-5", at=600.0, error_kind="network")
         kiosk.metrics.count_reconnect()
+        if kiosk.nurse is not None:  # a patient called a nurse with the switch
+            kiosk.nurse.request("switch")
+            deadline = time.monotonic() + 5.0
+            while not kiosk.nurse.active:
+                assert time.monotonic() < deadline, "the nurse request never latched"
+                time.sleep(0.01)  # polling the request's owner with a deadline
+        if tested:  # what a test call reports when it passed, and when a patient came first
+            now = time.time()
+            reports.finished(TestCallResult(
+                "test-0a1b2c", "ok", "", now - 6.0, now,
+                {"grant": 0.21, "link": 0.64, "first_answer_audio": 3.9, "total": 5.8},
+                0.7, 1900, "synthetic voice"))
+            reports.finished(TestCallResult(
+                "test-3d4e5f", "refused", "a patient is using the kiosk (state listening)",
+                now, now))
         assert kiosk.metrics.write()
     finally:
         kiosk.close()
+        reports.close()
     return textfile.read_text()
 
 
 def broken_kiosk(kiosk_id: str, textfile: Path, timeout_s: float = 20.0) -> str:
     kiosk = Kiosk(_settings(kiosk_id, textfile))
+    reports = _reports(kiosk, textfile.with_suffix(".test-call.json"))
     try:
         kiosk.start()  # no devices, no gateway.url: the kiosk's own code reports both
         deadline = time.monotonic() + timeout_s
@@ -98,8 +133,14 @@ def broken_kiosk(kiosk_id: str, textfile: Path, timeout_s: float = 20.0) -> str:
             if time.monotonic() > deadline:
                 raise AssertionError("the kiosk without devices never showed error")
             time.sleep(0.05)
+        kiosk.test_call(reports)  # as SIGUSR2 asks: its controller fails it at once
+        while not reports.families():
+            if time.monotonic() > deadline:
+                raise AssertionError("the kiosk without devices gave no test call result")
+            time.sleep(0.05)
     finally:
         kiosk.close()  # the last write
+        reports.close()
     return textfile.read_text()
 
 
@@ -122,7 +163,7 @@ def write_fleet(folder: Path) -> dict[str, list[Sample]]:
     for kiosk_id in KIOSKS:
         path = folder / f"{kiosk_id}.prom"
         text = broken_kiosk(kiosk_id, path) if kiosk_id == BROKEN else \
-            healthy_kiosk(kiosk_id, path)
+            healthy_kiosk(kiosk_id, path, tested=kiosk_id == HEALTHY[0])
         fleet[kiosk_id] = parse(text)
     return fleet
 

@@ -23,11 +23,20 @@ from tests.deploy.conftest import DASHBOARD, run_promtool
 from tests.deploy.kiosk_metrics import KIOSKS, NODE_EXPORTER_METRICS, Sample, promtool_series
 from tests.deploy.promql import literal_alternatives, metric_names, selectors
 
-# Written by the kiosk, deliberately on no panel: the last single latencies (the p95s are).
-# The echo canceller's figures are for a bedside being looked into (its journal says when
-# the canceller falls back); the fleet view does not need them.
+# Written by the kiosk, deliberately on no panel: the last single latencies (the p95s are),
 LEFT_OUT = {"voice_kiosk_answer_latency_last_seconds",
             "voice_kiosk_press_to_listening_last_seconds",
+            # A nurse call is for the ward, whom the nurse-call system alerts at once; a
+            # dashboard must not look like a backup for it (README, "Alerts and dashboard").
+            # A relay that fails is shown as the gpio part missing.
+            "voice_kiosk_nurse_call_active", "voice_kiosk_nurse_call_relay_closed",
+            "voice_kiosk_nurse_calls_total",
+            # The test call's counts and step timings: for `voice-kiosk test-call` and the
+            # journal; the table shows its result and age.
+            "voice_kiosk_test_calls_total",
+            "voice_kiosk_test_call_last_duration_seconds",
+            # The echo canceller's figures are for a bedside being looked into (its journal
+            # says when the canceller falls back); the fleet view does not need them.
             "voice_kiosk_echo_mode", "voice_kiosk_aec_state", "voice_kiosk_aec_erle_db",
             "voice_kiosk_aec_delay_seconds", "voice_kiosk_aec_fallbacks_total"}
 

@@ -65,7 +65,7 @@ def start_kiosk(tmp_path: Path, rig: VirtualAudio, sim: SimulatorProcess
                 ) -> Iterator[Callable[..., KioskUnderTest]]:
     started: list[tuple[DaemonProcess, SystemdView]] = []
 
-    def start(**sections: dict[str, Any]) -> KioskUnderTest:
+    def start(env: dict[str, str] | None = None, **sections: dict[str, Any]) -> KioskUnderTest:
         key = tmp_path / "gateway-api-key"
         key.write_text(sim.api_key + "\n")
         key.chmod(0o600)
@@ -84,8 +84,11 @@ def start_kiosk(tmp_path: Path, rig: VirtualAudio, sim: SimulatorProcess
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump(settings))
         systemd = SystemdView()
-        proc = DaemonProcess(config, env={**rig.env, **systemd.env,
-                                          "WATCHDOG_USEC": "1000000"}, cwd=tmp_path)
+        # STATE_DIRECTORY as systemd sets it: the spoken prompts' cache stays in the test's
+        # folder, never in the user's home.
+        proc = DaemonProcess(config, env={**rig.env, **systemd.env, "WATCHDOG_USEC": "1000000",
+                                          "STATE_DIRECTORY": str(tmp_path / "state"),
+                                          **(env or {})}, cwd=tmp_path)
         started.append((proc, systemd))
         kiosk = KioskUnderTest(proc, systemd, rig, sim, config, settings)
         systemd.wait_for("READY", timeout_s=30)

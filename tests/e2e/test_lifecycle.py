@@ -130,7 +130,8 @@ def test_a_hung_controller_loop_stops_the_watchdog_pings(tmp_path, rig, sim):
     systemd = SystemdView()
     proc = subprocess.Popen([sys.executable, "-c", HANGING_DAEMON, str(config)],
                             env={**rig.env, **systemd.env, "WATCHDOG_USEC": "400000",
-                                 "PATH": "/usr/bin:/bin"},
+                                 "PATH": "/usr/bin:/bin",
+                                 "STATE_DIRECTORY": str(tmp_path / "state")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         systemd.wait_for("READY", "1", timeout_s=30)

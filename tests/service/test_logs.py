@@ -159,3 +159,29 @@ def test_redaction_is_linear_in_the_length_of_a_word():
     word = "x" * 1_000_000
     assert redact(word) == word
     assert redact(word + "_token=abc") == word + "_token=***"
+
+
+def test_a_line_logged_while_portaudio_is_silenced_still_reaches_stderr():
+    """quiet_stderr points fd 2 at /dev/null while PortAudio opens (at every answer, since
+    idle streams are closed); the log writes to its own copy of fd 2, so no line is lost."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging\n"
+        "from kiosk.audio.devices import quiet_stderr\n"
+        "from kiosk.service.logs import flush_logging, setup_logging, teardown_logging\n"
+        "from kiosk.settings import KioskSettings, LoggingSettings\n"
+        "setup_logging(LoggingSettings(target='stderr'), KioskSettings(id='bed-1'))\n"
+        "log = logging.getLogger('kiosk.test')\n"
+        "log.warning('before')\n"
+        "with quiet_stderr():\n"
+        "    log.warning('during the silence')\n"
+        "    assert flush_logging(5)\n"
+        "log.warning('after')\n"
+        "teardown_logging()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    lines = [ln.split("] ", 1)[1] for ln in done.stderr.splitlines() if "] " in ln]
+    assert lines == ["before", "during the silence", "after"], done.stderr

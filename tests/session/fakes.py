@@ -135,7 +135,7 @@ class FakePlayback:
             self._ended.add(item_id)
             self._cond.notify_all()
 
-    def flush(self) -> int:
+    def flush(self, keep_cue: bool = False) -> int:
         with self._cond:
             item = self._current
             played = self._played.get(item, 0) if item else 0
