@@ -65,6 +65,7 @@ class Kiosk:
         self.metrics.add_counter("audio_callback_errors", "Audio callbacks that raised (a "
                                  "block lost each; see the journal).",
                                  lambda: engine.callback_errors)
+        self.metrics.set_echo_source(engine.echo.stats)
         self.light: Any = None
         self.button: Any = None
         self.switch: Any = None  # the assistive switch (gpio.switch_pin)

@@ -131,8 +131,10 @@ class AudioSettings:
                                   range=(1, 120))
     playback_buffer_s: float = opt(120.0, "Answer audio that can be queued, seconds.",
                                    range=(5, 600))
-    echo_mode: str = opt("gate", "gate: mute the mic while speaking; none: full duplex.",
-                         choices=("gate", "none"))
+    echo_mode: str = opt("gate", "aec: cancel the speaker's echo in the kiosk, the patient "
+                                "can talk over an answer; gate: mute the mic while the kiosk "
+                                "speaks; none: full duplex (echo-cancelling speakerphone).",
+                         choices=("aec", "gate", "none"))
     cues: bool = opt(True, "Play short sounds for listening, end, error and connecting.")
     cue_volume: int = opt(60, "Cue volume, percent.", range=(0, 100))
     cue_files: dict[str, str] = opt({}, "Optional WAV files replacing cues "

@@ -38,7 +38,7 @@ def test_check_config_with_three_mistakes_lists_all_and_exits_1(tmp_path):
         f"{bad}:4: audio.frame_ms: 500 is out of range; use 10 to 100. "
         "(Microphone block and send chunk length, ms. Each one wakes the kiosk: 100 costs "
         "a fifth of the CPU of 20 and delays what the service hears by at most that long.)",
-        f"{bad}:5: audio.echo_mode: `cancel` is not one of gate, none.",
+        f"{bad}:5: audio.echo_mode: `cancel` is not one of aec, gate, none.",
         f"{bad}:7: gpio.buton_pin: unknown key. Did you mean `gpio.button_pin`?",
     ]
 

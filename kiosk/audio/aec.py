@@ -49,6 +49,12 @@ from kiosk.audio.delay import DelayEstimator
 RATE_HZ = 24000
 _SILENT_PEAK = 16  # int16 peak of a reference block that counts as "nothing played"
 _WINDOW_S = 0.5  # ERLE is measured per window of this much far-end audio
+_HEARD_DB = 10.0  # a window this far above the noise floor has echo in it (or the patient)
+_AEC3_INITIAL_S = 3.0  # AEC3's initial state (2.5 s of far-end audio) and a window more
+_TAIL_S = 0.35  # after the reference falls silent its echo can still be heard (RT60 0.3 s)
+_LOCATE_S = 3.0  # far-end seconds past `judge_s` the delay search gets to find the echo
+_JUDGE_WINDOWS = 4  # settled windows a verdict needs (one or two can mislead, measured)
+_LEAD_S = 0.020  # the reference is kept this far ahead of the echo (see `_bulk`)
 
 
 class AecUnavailable(RuntimeError):
@@ -108,12 +114,29 @@ class EchoCanceller:
         self._preroll_n = 0
         self._fed = False  # AEC3 has been fed since the last bypass
         self._f64 = np.zeros(frame_samples, np.float64)
-        self._bulk = 0  # samples the reference is shifted by (tracked echo delay)
+        # Samples the reference is shifted by (the tracked echo delay). It starts early by
+        # `_LEAD_S`: AEC3 only models an echo that comes after its reference, and the
+        # latencies PortAudio reports can be off by tens of ms (through PulseAudio the echo
+        # was measured 2 ms *before* the stamped reference), while an echo later than
+        # expected by that much costs AEC3 nothing.
+        self._lead = int(_LEAD_S * rate_hz)
+        self._bulk = -self._lead
+        self._candidate: int | None = None  # a retrack waits for a second estimate to agree
         self._min_delay = int(min_delay_ms * rate_hz / 1000)
         self._max_delay = int(max_delay_ms * rate_hz / 1000)
         self._aec3_reach = int(0.250 * rate_hz)  # AEC3 finds delays up to ~500 ms itself
         self._delay = DelayEstimator(rate_hz, min_delay_ms=min_delay_ms,
                                      max_delay_ms=max_delay_ms)
+        # The microphone's noise floor (see `_track_floor`): the room's, kept across visits.
+        self._floor_db = 0.0
+        self._floor_frames = 0
+        self._life_far_frames = 0  # far-end frames AEC3 has processed since construction
+        self.echo_expected = False
+        """The last frame may hold echo: its reference was audible, or stopped less than
+        the room's reverberation ago."""
+        # ERLE windows judge from this far-end frame on (AEC3's initial state, a retrack).
+        self._settle_frames = int(math.ceil(_AEC3_INITIAL_S * rate_hz / frame_samples))
+        self._settle_at = self._settle_frames
         self.reset()
 
     # -- life cycle ----------------------------------------------------------------------
@@ -126,11 +149,10 @@ class EchoCanceller:
         self._far_frames = 0
         self._win_mic = self._win_out = 0.0
         self._win_frames = 0
-        self._windows: list[tuple[float, float, float]] = []  # (erle dB, mic dB, far s)
+        self._windows: list[tuple[float, float, bool]] = []  # (erle dB, mic dB, settled)
         self._erle: float | None = None
         self._converged: bool | None = None
-        self._floor_db = 0.0
-        self._floor_frames = 0
+        self._located = False  # the delay search found the echo in this visit
         self.frames = 0
         self.bypassed_frames = 0
 
@@ -198,6 +220,7 @@ class EchoCanceller:
             audible_end = self._ref_audible_end
         mic_db = self._energy_db(mic)
         idle = ref_pos - audible_end > self.idle_after_s * self.rate_hz
+        self.echo_expected = ref_pos - audible_end < _TAIL_S * self.rate_hz
         if idle:
             self._track_floor(mic_db)
             self._mode = "failed" if self._failed else "bypass"
@@ -265,13 +288,23 @@ class EchoCanceller:
         total = self._bulk + delay
         if not self._min_delay <= total <= self._max_delay:
             return  # outside the tracked range: leave it, ERLE will say it fails
-        if delay < 0 or delay > self._aec3_reach:
-            self._bulk = total - int(0.020 * self.rate_hz)
-            self._delay.clear()
+        self._located = True
+        if 0 <= delay <= self._aec3_reach:
+            self._candidate = None
+            return
+        # A move makes AEC3 re-adapt: only on two estimates in a row that agree (to 2 ms).
+        candidate, self._candidate = self._candidate, total
+        if candidate is None or abs(candidate - total) > int(0.002 * self.rate_hz):
+            return
+        self._bulk = total - self._lead
+        self._settle_at = self._life_far_frames + self._settle_frames
+        self._candidate = None
+        self._delay.clear()
 
     def _measure(self, mic_db: float, out_db: float) -> None:
         """Accumulate ERLE over far-end windows; judge after `judge_s` of playback."""
         self._far_frames += 1
+        self._life_far_frames += 1
         self._win_mic += 10.0 ** (mic_db / 10.0)
         self._win_out += 10.0 ** (out_db / 10.0)
         self._win_frames += 1
@@ -282,24 +315,46 @@ class EchoCanceller:
             return
         erle = 10.0 * math.log10(self._win_mic / max(self._win_out, 1e-9))
         mic_level = 10.0 * math.log10(self._win_mic / self._win_frames)
-        self._windows.append((erle, mic_level, self._far_frames * frame_s))
+        # AEC3 starts in an "initial state" (its first ~2.5 s of far-end audio) in which it
+        # damps whatever the microphone hears while the reference plays: its ERLE looks
+        # high even when the echo is not where it looks (measured on the echo rig: 38 dB
+        # windows, then 9 dB, for an echo a second late). Those windows do not judge.
+        # The same after the reference is shifted to a new delay (AEC3 re-adapts).
+        self._windows.append((erle, mic_level,
+                              self._life_far_frames - self._win_frames >= self._settle_at))
         self._win_mic = self._win_out = 0.0
         self._win_frames = 0
         keep = max(1, int(round(self.judge_s / _WINDOW_S)))
         del self._windows[:-keep]
+        # Only windows in which the microphone hears more than its noise floor say how well
+        # the echo is removed (AEC3 also damps the bare noise while the reference plays).
         # Double talk lowers a window's ERLE; the patient talks in a minority of windows,
-        # so the upper quartile is the canceller's own figure.
-        self._erle = float(np.percentile([w[0] for w in self._windows], 75))
-        if self._far_frames * frame_s < self.judge_s:
-            self._mode = "converging"
+        # so the median is the canceller's own figure.
+        def heard(ws: list[tuple[float, float, bool]]) -> list[float]:
+            return [w[0] for w in ws
+                    if not self._floor_frames or w[1] - self._floor_db >= _HEARD_DB]
+
+        settled = [w for w in self._windows if w[2]]
+        self._erle = float(np.median(np.asarray(heard(settled) or heard(self._windows)
+                                                or [w[0] for w in self._windows])))
+        if self._far_frames * frame_s < self.judge_s or len(settled) < _JUDGE_WINDOWS:
+            self._mode = "failed" if self._failed else "converging"
             return
         # Echo makes every far-end window louder than the floor; a patient talking over a
-        # reference that is not heard (muted speaker) only some of them.
-        echo_db = float(np.percentile([w[1] for w in self._windows], 25)) - self._floor_db
+        # reference that is not heard (muted speaker) only some of them. Settled windows
+        # only: an echo later than the tracked range (a second, on the echo rig) misses the
+        # first windows, and taking it for "no echo" would let it through.
+        echo_db = float(np.percentile([w[1] for w in settled], 25)) - self._floor_db
         if self._floor_frames and echo_db < 6.0:
             self._mode = "no_echo"  # the speaker plays, the microphone hears no more
             return
-        if self._erle >= self.erle_threshold_db and not self._failed:
+        if not self._located and self._far_frames * frame_s < self.judge_s + _LOCATE_S:
+            # An echo the delay search has not found (yet) is not cancelled, whatever ERLE
+            # says: AEC3 damps a misaligned echo by 10-30 dB in some windows and not in
+            # others (measured on the echo rig, echo a second late). Give the search time.
+            self._mode = "failed" if self._failed else "converging"
+            return
+        if self._erle >= self.erle_threshold_db and self._located and not self._failed:
             self._converged, self._mode = True, "active"
         else:
             self._converged, self._failed, self._mode = False, True, "failed"
@@ -312,7 +367,8 @@ class EchoCanceller:
 
     @property
     def erle_db(self) -> float | None:
-        """ERLE over the last `judge_s` of far-end audio (upper quartile of 0.5 s windows)."""
+        """ERLE over the last `judge_s` of far-end audio (median of the 0.5 s windows in
+        which the microphone heard more than its noise floor)."""
         return self._erle
 
     @property

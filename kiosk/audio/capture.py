@@ -1,9 +1,9 @@
 """The microphone path: PortAudio callback -> ring -> resample -> 24 kHz mono frames.
 
-The input stream stays open for the whole life of the daemon, so a button press is heard
-from its first syllable (opening a USB/PulseAudio stream can take 60-300 ms). Until `arm()`
-the callback only updates the level meter and throws the audio away; nothing is ever written
-to disk.
+The engine opens the input stream when a visit arms the capture (behind the chime: about
+40 ms to the first callback through PulseAudio) and closes it once the visit is over. Until
+`arm()` the callback only updates the level meter and throws the audio away; nothing is ever
+written to disk.
 
 Inside the callback (PortAudio's thread) the work is: downmix to mono and input gain (only
 when the device is stereo or a gain is set) and a copy into a preallocated ring, all into
@@ -25,6 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import pyaudio
@@ -47,6 +48,14 @@ _STAMPS = 64  # callback time stamps remembered (>1 s of blocks) to date each fr
 def dbfs(value: float) -> float:
     """An int16 amplitude as dB relative to full scale (floor -120 dB)."""
     return 20.0 * math.log10(value / 32768.0) if value > 0 else -120.0
+
+
+class FrameCleaner(Protocol):
+    """Works on each frame before it is sent (the echo canceller, `kiosk.audio.echo`)."""
+
+    def clean(self, frame: Frame, input_latency_s: float) -> Frame: ...
+
+    def new_visit(self) -> None: ...
 
 
 class _Pipeline:
@@ -113,6 +122,10 @@ class Capture:
         self.last_callback_error: BaseException | None = None
         self._overruns_before = 0  # ring overruns of earlier sessions (arm() resets the ring's)
         self._last_block: tuple[_Pipeline, bytes] | None = None  # for the level meter
+        # The echo canceller's hook (engine wires `EchoControl.clean` for echo_mode aec): runs
+        # on the reader's thread, never in the callback.
+        self._echo: FrameCleaner | None = None
+        self._time_info: dict = {}  # PortAudio's clock of the latest callback (input latency)
 
     # -- device side -------------------------------------------------------------------
 
@@ -201,6 +214,7 @@ class Capture:
         now = time.monotonic()
         self.last_callback_at = now
         self.callbacks += 1
+        self._time_info = time_info
         if status:
             self.device_overflows += 1
         p = self._pipe
@@ -247,6 +261,9 @@ class Capture:
             p.acc_len = 0
             p.aligned = False
         self._ready.clear()
+        echo = self._echo
+        if echo is not None:
+            echo.new_visit()
         self._armed = True
         wake = self._wake
         if wake is not None:
@@ -271,6 +288,22 @@ class Capture:
     def set_gate_source(self, source: Callable[[], bool] | None) -> None:
         """Close the gate whenever `source()` is true (e.g. while the speaker plays)."""
         self._gate_source = source
+
+    def set_echo(self, echo: FrameCleaner | None) -> None:
+        """Pass every frame through `echo.clean` in `read_frame`; `arm()` tells it of each
+        new visit."""
+        self._echo = echo
+
+    @property
+    def input_latency_s(self) -> float:
+        """From sound entering the microphone to its block reaching the callback, as
+        PortAudio reports it (0 when the host reports nothing; bounded to 0.5 s)."""
+        info = self._time_info
+        try:
+            lat = float(info["current_time"]) - float(info["input_buffer_adc_time"])
+        except (KeyError, TypeError, ValueError):
+            return 0.0
+        return min(max(lat, 0.0), 0.5)
 
     def set_gate(self, closed: bool) -> None:
         """Echo gate: while closed, captured audio is discarded in the callback."""
@@ -309,7 +342,15 @@ class Capture:
         return dbfs(rms), dbfs(peak)
 
     def read_frame(self, timeout_s: float) -> Frame | None:
-        """Next `frame_ms` of 24 kHz mono audio, or None after `timeout_s` with too little."""
+        """Next `frame_ms` of 24 kHz mono audio, or None after `timeout_s` with too little
+        (with the echo canceller's work done on this thread, when one is set)."""
+        frame = self._next_frame(timeout_s)
+        echo = self._echo
+        if frame is None or echo is None:
+            return frame
+        return echo.clean(frame, self.input_latency_s)
+
+    def _next_frame(self, timeout_s: float) -> Frame | None:
         deadline = None
         while True:
             p = self._pipe

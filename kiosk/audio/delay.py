@@ -9,7 +9,8 @@ off the reference is, covers `min_delay_ms`..`max_delay_ms`, and costs ~0.5 ms p
 
 The caller feeds paired frames (`add`: microphone and the reference it is paired with), asks
 `ready()`, and `take()` an estimate: samples at the caller's rate by which the echo lags the
-paired reference, or None when the peak is not clear (no echo, or the patient talking over it).
+paired reference, or None when the peak is not clear (no echo, the patient talking over it)
+or not unique (a periodic sound matches at several delays).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class DelayEstimator:
 
     def __init__(self, rate_hz: int, *, min_delay_ms: float = -100.0,
                  max_delay_ms: float = 800.0, window_s: float = 1.0, every_s: float = 1.0,
-                 min_peak_ratio: float = 8.0) -> None:
+                 min_peak_ratio: float = 8.0, min_rival_ratio: float = 1.5) -> None:
         self.rate_hz = rate_hz
         self.decim = _DECIM if rate_hz % _DECIM == 0 else 1
         dr = rate_hz // self.decim
@@ -35,6 +36,8 @@ class DelayEstimator:
         self._win = int(window_s * dr)
         self._every = int(every_s * dr)
         self.min_peak_ratio = min_peak_ratio
+        self.min_rival_ratio = min_rival_ratio
+        self._guard = max(1, int(0.0025 * dr))  # the main peak's own width (2.5 ms)
         self._len = self._win + self._neg + self._pos
         self._mic = np.zeros(self._len, np.float32)
         self._ref = np.zeros(self._len, np.float32)
@@ -83,6 +86,14 @@ class DelayEstimator:
         ratio = float(cc[k]) / (float(np.mean(np.abs(cc))) + 1e-12)
         self.last_peak_ratio = ratio
         if ratio < self.min_peak_ratio:
+            return None
+        # A periodic far end (a held vowel, a chime, a synthetic voice) correlates as well at
+        # a period's distance: with a rival peak nearly as high the delay is ambiguous, and a
+        # wrong one would undo a working canceller.
+        guard = self._guard
+        rival = max(float(np.max(cc[:max(0, k - guard)], initial=0.0)),
+                    float(np.max(cc[k + guard + 1:], initial=0.0)))
+        if cc[k] < self.min_rival_ratio * rival:
             return None
         self.last_delay = (pos - k) * self.decim
         return self.last_delay

@@ -44,6 +44,7 @@ import pyaudio
 from kiosk.audio.capture import Capture
 from kiosk.audio.cues import CuePlayer
 from kiosk.audio.devices import AudioDeviceError, Direction, find_device, open_portaudio
+from kiosk.audio.echo import EchoControl
 from kiosk.audio.playback import Playback
 from kiosk.settings import AudioSettings
 
@@ -65,10 +66,13 @@ class AudioEngine:
         self.capture = Capture(settings)
         self.playback = Playback(settings)
         self.cues = CuePlayer(self.playback, settings)
-        if settings.echo_mode == "gate":
-            # The mic is not kept while the speaker plays (answer or cue), so neither the answer
-            # nor a cue can echo back to the server; the button still interrupts.
-            self.capture.set_gate_source(lambda: self.playback.busy)
+        # Keeps the kiosk's own voice out of what the service hears (kiosk/audio/echo.py).
+        self.echo = EchoControl(settings, lambda: self.playback.busy)
+        if self.echo.effective != "none":
+            self.capture.set_gate_source(self.echo.gate_closed)
+        if self.echo.wants_reference:
+            self.playback.set_reference(self.echo.reference)
+            self.capture.set_echo(self.echo)
         self._listener = listener
         self._need = threading.Event()  # something needs a stream (or stop())
         self.capture.set_wake(self._need.set)

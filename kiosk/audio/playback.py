@@ -88,6 +88,10 @@ class _Device:
         self.mix = np.zeros(big, np.float32)
         self.out = np.zeros(big * channels, np.int16)
         self.silence = bytes(self.block * channels * 2)  # the idle callback's answer
+        # The echo canceller's reference: what was rendered, mono at 24 kHz.
+        self.quiet = np.zeros(big, np.int16)
+        self.to_24k = (StreamResampler(rate_hz, SAMPLE_RATE_HZ, steady=True)
+                       if rate_hz != SAMPLE_RATE_HZ else None)
 
 
 class Playback:
@@ -115,6 +119,8 @@ class Playback:
         self._time_info: dict = {}
         self._listener: Listener | None = None
         self._wake: Callable[[], None] | None = None  # "I need the stream": wakes the engine
+        # Who hears what the speaker plays (the echo canceller), from the callback.
+        self._reference: Callable[[np.ndarray, float], None] | None = None
         self.device_name: str | None = None
         self.last_callback_at = 0.0
         self.callbacks = 0
@@ -197,6 +203,12 @@ class Playback:
     def set_wake(self, wake: Callable[[], None] | None) -> None:
         """Called (from any thread, must not block) when this side needs a running stream."""
         self._wake = wake
+
+    def set_reference(self, reference: Callable[[np.ndarray, float], None] | None) -> None:
+        """`reference(mono_24k, dac_time)` receives every block the callback renders (silence
+        included), with the monotonic time its first sample leaves the speaker; called from
+        the audio thread, it must not block."""
+        self._reference = reference
 
     @property
     def device_rate_hz(self) -> int:
@@ -345,6 +357,13 @@ class Playback:
             block = None
         for kind, item_id in notes:
             self._emit(kind, item_id)
+        reference = self._reference
+        if reference is not None:
+            try:
+                self._feed(reference, dev, block, n, now, time_info)
+            except Exception as exc:
+                self.callback_errors += 1
+                self.last_callback_error = exc
         if block is None:  # nothing to play: the daemon's usual state
             if frame_count == dev.block:
                 return dev.silence, pyaudio.paContinue
@@ -355,6 +374,16 @@ class Playback:
         if n < frame_count:  # a host asking for more than 4 blocks: pad, never stop
             data += bytes((frame_count - n) * dev.channels * 2)
         return data, pyaudio.paContinue
+
+    @staticmethod
+    def _feed(reference: Callable[[np.ndarray, float], None], dev: _Device,
+              block: np.ndarray | None, n: int, now: float, time_info: dict) -> None:
+        """Hand the block just rendered (mono, 24 kHz) to the reference listener with the
+        time its first sample leaves the speaker."""
+        mono = dev.quiet[:n] if block is None else block[:n * dev.channels:dev.channels]
+        if dev.to_24k is not None:
+            mono = dev.to_24k.process(np.ascontiguousarray(mono))
+        reference(mono, now + _output_latency_s(time_info))
 
     def _render(self, dev: _Device, n: int, now: float, time_info: dict,
                 notes: list[tuple[str, str]]) -> np.ndarray | None:
@@ -479,9 +508,14 @@ class Playback:
 
     def _tail_s(self) -> float:
         """Seconds until what was handed over last is heard (for the echo gate's tail)."""
-        time_info = self._time_info
-        try:
-            lat = float(time_info["output_buffer_dac_time"]) - float(time_info["current_time"])
-        except (KeyError, TypeError, ValueError):
-            lat = 0.0
-        return min(max(lat, 0.0), 0.5) + 0.05
+        return _output_latency_s(self._time_info) + 0.05
+
+
+def _output_latency_s(time_info: dict) -> float:
+    """From the callback to its block leaving the speaker, as PortAudio reports it (0 when
+    the host reports nothing; bounded to 0.5 s)."""
+    try:
+        lat = float(time_info["output_buffer_dac_time"]) - float(time_info["current_time"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return min(max(lat, 0.0), 0.5)

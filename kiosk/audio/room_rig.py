@@ -11,9 +11,11 @@ result into the microphone's sink (``micfeed``). Sound played into ``micfeed`` b
 Latency: both sinks run on the PulseAudio server's one clock and both pipes move 24 kHz, so
 nothing drifts; what the room adds beyond `RoomModel.delay_ms` is the buffering of the two
 pipes and streams. The queue waiting for ``pacat`` is measured (FIONREAD on the pipe) and kept
-at `queue_ms` by dropping or inserting one block of silence when it wanders (after a stall of
-this process); `corrections` counts that. `tests/audio/test_room_rig.py` measures the
-end-to-end delay the kiosk sees and its stability.
+at `queue_ms` (60 ms: enough for this thread to stall for a while on a loaded machine without
+pacat running dry) by dropping or inserting whole blocks of silence when it stays off target
+(after a long stall of this process); `corrections` counts that: each one is a jump of the
+echo, which no real room makes. `tests/audio/test_room_rig.py` measures the end-to-end delay
+the kiosk sees and its stability.
 
 Example::
 
@@ -37,13 +39,15 @@ from kiosk.sim.room import EchoPath, RoomModel
 
 RATE_HZ = 24000
 _STATS_BLOCKS = 50  # queue level judged over 0.5 s
+_PATIENCE = 3  # windows in a row off target before the queue is corrected
+_CATCH_UP_BLOCKS = 25  # input backlog (250 ms) that is dropped rather than worked off
 
 
 class EchoRoom:
     """The acoustic path speaker -> room -> microphone of the virtual rig (module doc)."""
 
     def __init__(self, rig: VirtualAudio, room: RoomModel | None = None, *,
-                 block_ms: int = 10, queue_ms: int = 30) -> None:
+                 block_ms: int = 10, queue_ms: int = 60) -> None:
         self.rig = rig
         self.room = room or RoomModel()
         if self.room.rate_hz != RATE_HZ:
@@ -58,6 +62,7 @@ class EchoRoom:
         self._speech: list[tuple[np.ndarray, int]] = []  # (samples, next index)
         self._running = threading.Event()
         self._calm = 0  # windows in a row that needed no trim (start-up)
+        self._off = 0  # windows in a row off target (settled)
         self.blocks = 0
         """Blocks the room has passed from the speaker to the microphone."""
         self.corrections = 0
@@ -142,7 +147,7 @@ class EchoRoom:
                 data = _read_exact(src, nbytes)
                 if data is None:
                     return
-                if _queued(src) >= 4 * nbytes:  # this thread stalled: catch up
+                if _queued(src) >= _CATCH_UP_BLOCKS * nbytes:  # stalled for long: catch up
                     _read_exact(src, _queued(src) // nbytes * nbytes)
                     self.corrections += 1
                 out = self._mix(np.frombuffer(data, np.int16))
@@ -177,6 +182,15 @@ class EchoRoom:
                 self._running.set()
             return
         self._calm = 0
+        if settled:
+            # A short stall of this thread (a loaded machine) dips the queue for a moment
+            # and the backlog read afterwards refills it: only a level that stays off for
+            # `_PATIENCE` windows is corrected (each correction is a jump of the echo).
+            off = excess > 2 * self.block or excess < -2 * self.block
+            self._off = self._off + 1 if off else 0
+            if self._off < _PATIENCE:
+                return
+            self._off = 0
         if excess > (2 * self.block if settled else self.block // 2):
             drop = excess // self.block * self.block if settled else excess
             _read_exact(src, drop * 2)  # drop input: the echo comes sooner

@@ -26,6 +26,7 @@ from kiosk.settings import MetricsSettings
 from kiosk.states import State, StateChange
 
 if TYPE_CHECKING:
+    from kiosk.audio.echo import EchoStats
     from kiosk.nurse import NurseCallChange
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ PREFIX = "voice_kiosk"
 # Known kinds get a 0 sample from the start, so rate() and alerts work before the first error.
 ERROR_KINDS = ("auth", "network", "unavailable", "protocol", "device", "config", "gpio",
                "internal")
+ECHO_MODES = ("aec", "gate", "none")
+# The echo canceller's modes (kiosk/audio/aec.py), each a 0/1 sample while aec runs.
+AEC_STATES = ("bypass", "converging", "active", "no_echo", "failed")
 LATENCY_WINDOW = 200  # latest samples kept for the p95
 NURSE_SOURCES = ("switch", "assistant")  # what can request a nurse
 
@@ -134,6 +138,9 @@ class Metrics:
         self._sources: dict[str, tuple[str, Callable[[], int], int, int]] = {}
         self._errors: Counter[str] = Counter({kind: 0 for kind in ERROR_KINDS})
         self._health: dict[str, bool] = {}
+        self._echo: Callable[[], EchoStats] | None = None
+        self._fallbacks_base = 0  # fallbacks of earlier audio engines (before a reload)
+        self._fallbacks_last = 0
         # The nurse request (None: not configured): latched, the relay read back, requests.
         self._nurse: tuple[bool, bool] | None = None
         self._nurse_calls: Counter[str] = Counter({source: 0 for source in NURSE_SOURCES})
@@ -198,6 +205,15 @@ class Metrics:
             base = old[2] + old[3] if old is not None else 0
             self._sources[name] = (doc, read, base, 0)
 
+    def set_echo_source(self, read: Callable[[], EchoStats]) -> None:
+        """Export the echo mode and the canceller's figures (`kiosk.audio.echo.EchoControl.
+        stats`), read at every write. A later source (a reload) continues the fallbacks."""
+        with self._lock:
+            if self._echo is not None:
+                self._fallbacks_base += self._fallbacks_last
+                self._fallbacks_last = 0
+            self._echo = read
+
     def add_families(self, provider: Callable[[], list[Family]]) -> None:
         """Export the families another part builds (the remote test call's), asked for at
         every write; it must not wait, and may give none (absent until it has something)."""
@@ -222,7 +238,17 @@ class Metrics:
                 read[name] = int(source())
             except Exception:  # a counter of a part being torn down: keep its last value
                 read[name] = last
+        echo_read = self._echo
+        echo: EchoStats | None = None
+        if echo_read is not None:
+            try:
+                echo = echo_read()
+            except Exception:  # an audio engine being torn down: leave the echo out once
+                echo = None
         with self._lock:
+            if echo is not None and echo_read is self._echo:
+                self._fallbacks_last = echo.fallbacks
+            fallbacks = self._fallbacks_base + self._fallbacks_last
             for name, value in read.items():
                 if name in self._sources and self._sources[name][1] is sources[name][1]:
                     doc, source, base, _ = self._sources[name]
@@ -267,6 +293,8 @@ class Metrics:
             out.append(Family(f"{PREFIX}_part_ok", "gauge",
                               "1 while a part (microphone, speaker, gpio) works, else 0.",
                               [({**k, "part": part}, 1 if ok else 0) for part, ok in health]))
+        if echo_read is not None:
+            out.extend(_echo_families(k, echo, fallbacks))
         for (name, doc), (latest, pct) in zip((
                 ("press_to_listening", "Button press to listening"),
                 ("answer_latency", "End of speech (thinking) to first answer audio (speaking)"),
@@ -343,3 +371,32 @@ class Metrics:
             self._thread.join(5.0)
             self._thread = None
         self.write()
+
+
+def _echo_families(k: dict[str, str], echo: EchoStats | None,
+                   fallbacks: int) -> list[Family]:
+    """`audio.echo_mode` in effect and the echo canceller's figures (NaN unless it runs)."""
+    effective = echo.effective if echo is not None else ""
+    aec = echo.aec if echo is not None else None
+    nan = math.nan
+    erle = nan if aec is None or aec.erle_db is None else aec.erle_db
+    delay = nan if aec is None or aec.delay_ms is None else aec.delay_ms / 1000.0
+    return [
+        Family(f"{PREFIX}_echo_mode", "gauge",
+               "1 for the echo mode in effect (aec, gate, none; gate when aec is configured "
+               "but the WebRTC library is missing).",
+               [({**k, "mode": m}, 1 if m == effective else 0) for m in ECHO_MODES]),
+        Family(f"{PREFIX}_aec_state", "gauge",
+               "1 for the echo canceller's mode (all 0 unless echo_mode aec runs).",
+               [({**k, "state": s}, 1 if aec is not None and aec.mode == s else 0)
+                for s in AEC_STATES]),
+        Family(f"{PREFIX}_aec_erle_db", "gauge",
+               "Echo reduction by the canceller over the latest seconds of playback, dB "
+               "(NaN before the first answer or unless aec runs).", [(k, erle)]),
+        Family(f"{PREFIX}_aec_delay_seconds", "gauge",
+               "Estimated delay of the speaker's echo at the microphone, seconds (NaN "
+               "before it is estimated or unless aec runs).", [(k, delay)]),
+        Family(f"{PREFIX}_aec_fallbacks_total", "counter",
+               "Visits in which the echo canceller did not converge and the echo gate took "
+               "over.", [(k, fallbacks)]),
+    ]

@@ -16,57 +16,18 @@ scene kept apart, which is why a scene carries the echo and the patient separate
 
 from __future__ import annotations
 
-import io
 import math
-import os
-import shutil
-import subprocess
-import tempfile
-import wave
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from kiosk.sim.room import RATE_HZ, EchoPath, RoomModel, active_samples, rms_dbfs, scale_to_dbfs
-from kiosk.sim.voice import speech_like, synth_voice
+from kiosk.sim.voice import spoken
 
 ANSWER_TEXT = ("Your next dose of medicine is at four o'clock this afternoon. The nurse will "
                "bring it to you, and she will also check your blood pressure. If you need "
                "anything before then, press the button and ask me.")
 PHRASE_TEXT = "Stop, please wait."
-
-
-@lru_cache(maxsize=16)
-def _espeak(text: str, voice: str, speed: int, pitch: int) -> bytes | None:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        return None
-    with tempfile.TemporaryDirectory() as home:  # espeak-ng looks for a sound server
-        env = {**os.environ, "HOME": home, "XDG_RUNTIME_DIR": home}
-        try:
-            return subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch),
-                                   "--stdout", text], capture_output=True, timeout=30,
-                                  check=True, env=env).stdout
-        except (subprocess.SubprocessError, OSError):
-            return None
-
-
-def spoken(text: str, *, voice: str = "en-us", speed: int = 160, pitch: int = 50,
-           fallback_f0_hz: float = 180.0) -> np.ndarray:
-    """`text` spoken at 24 kHz (float32, int16 scale); synthetic voice without espeak-ng."""
-    wav = _espeak(text, voice, speed, pitch)
-    if wav is not None:
-        import soxr
-
-        with wave.open(io.BytesIO(wav)) as w:
-            rate, frames = w.getframerate(), w.readframes(w.getnframes())
-        pcm = np.frombuffer(frames, dtype=np.int16).astype(np.float32)
-        return soxr.resample(pcm, rate, RATE_HZ).astype(np.float32)
-    seconds = max(1.0, len(text) / 14.0)  # about 14 characters a second
-    if fallback_f0_hz < 160:
-        return speech_like(seconds, fallback_f0_hz).astype(np.float32)
-    return synth_voice(seconds, fallback_f0_hz).astype(np.float32)
 
 
 @dataclass

@@ -115,6 +115,9 @@ class SimKnobs:
     """Length of each spoken answer, seconds."""
     voice_f0_hz: float = 220.0
     """Fundamental of the synthetic answer voice, Hz."""
+    answer_voice: str = "synth"
+    """synth: the synthetic voice at voice_f0_hz (tests find its fundamental); speech:
+    answer_text spoken by espeak-ng at the same level (what an echo canceller meets)."""
     stream_speed: float = 4.0
     """Answer audio is streamed this many times faster than real time."""
     chunk_ms: int = 100

@@ -313,7 +313,7 @@ class RealtimeSession:
         response = Response(self.send, answer_s=k.answer_s / speed, f0_hz=k.voice_f0_hz,
                             speed=k.stream_speed, chunk_ms=k.chunk_ms, text=k.answer_text,
                             previous_item_id=self.last_item, on_finished=self._finished,
-                            delay_s=k.answer_delay_s)
+                            delay_s=k.answer_delay_s, voice=k.answer_voice)
         self.response = response
         self.responses[response.item_id] = response
         self.last_item = response.item_id

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from kiosk.sim.voice import SAMPLE_RATE_HZ, synth_voice
+from kiosk.sim.voice import SAMPLE_RATE_HZ, spoken_answer, synth_voice
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -26,11 +26,14 @@ class Response:
 
     def __init__(self, send: Send, *, answer_s: float, f0_hz: float, speed: float,
                  chunk_ms: int, text: str, previous_item_id: str | None,
-                 on_finished: Callable[[Response], None], delay_s: float = 0.0) -> None:
+                 on_finished: Callable[[Response], None], delay_s: float = 0.0,
+                 voice: str = "synth") -> None:
         self.id = new_id("resp")
         self.item_id = new_id("item")
         self._send = send
         self._pcm = synth_voice(answer_s, f0_hz)
+        if voice == "speech":  # real speech at the synthetic voice's level
+            self._pcm = spoken_answer(text, answer_s, level_like=self._pcm)
         self._speed = max(0.1, speed)
         self._chunk = max(1, SAMPLE_RATE_HZ * chunk_ms // 1000)
         self._text = text

@@ -162,3 +162,11 @@ def test_delay_estimator_says_nothing_without_echo() -> None:
         est.add(rng.normal(0, 300, FRAME), rng.normal(0, 3000, FRAME))
         if est.ready():
             assert est.take() is None
+
+
+def test_an_echo_a_second_late_is_never_taken_for_converged() -> None:
+    # Just beyond the tracked range: AEC3's first seconds damp everything (its ERLE looks
+    # high) and the echo misses the first windows; neither may pass for a working canceller.
+    r = run(build_scene(RoomModel(delay_ms=1000)))
+    assert "active" not in r.modes and "no_echo" not in r.modes
+    assert r.aec.failed and r.modes[-1] == "failed"

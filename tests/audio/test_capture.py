@@ -207,3 +207,30 @@ def test_resampled_frame_leaves_with_the_block_that_completes_it(rate):
     # Dated older than its block by what the filter holds (never as if brand new), and never
     # by a whole frame or more (a frame that had waited for a later block).
     assert all(lo <= 16.0 and hi >= 2.0 for lo, hi in held_ms), held_ms[:3]
+
+
+def test_every_frame_passes_through_the_echo_control_and_arm_starts_a_visit(rig):
+    """With echo_mode aec and nothing playing, the canceller sees every frame (bypassed: the
+    tone comes out whole, delayed by the canceller's own lag) and arm() resets its verdict."""
+    from kiosk.audio.echo import EchoControl
+
+    settings = AudioSettings(echo_mode="aec")  # and the default 100 ms frames
+    echo = EchoControl(settings, lambda: False)
+    if echo.canceller is None:
+        pytest.skip("pywebrtc-audio is not installed")
+    pa = open_portaudio()
+    cap = Capture(settings)
+    cap.set_echo(echo)
+    try:
+        cap.open(pa, find_device(pa, MIC_DEVICE, "input"))
+        pcm, frames = capture_tone(rig, cap, 440, 24000)
+        check_tone(pcm, frames, 440, 100)
+        stats = echo.stats().aec
+        assert stats is not None and stats.frames == len(frames)
+        assert stats.bypassed_frames == len(frames) and stats.mode == "bypass"
+        cap.arm()  # the next visit
+        assert echo.stats().aec.frames == 0  # type: ignore[union-attr]
+        cap.disarm()
+    finally:
+        cap.close()
+        pa.terminate()

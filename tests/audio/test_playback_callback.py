@@ -95,3 +95,55 @@ def test_48k_stereo_device_gets_resampled_audio_on_both_channels():
         assert p.played_ms("a") == 500
     finally:
         p.shutdown()
+
+
+class Reference:
+    """What the echo canceller is handed by the callback: every block and its DAC time."""
+
+    def __init__(self) -> None:
+        self.blocks: list[np.ndarray] = []
+        self.times: list[float] = []
+
+    def __call__(self, mono: np.ndarray, dac_time: float) -> None:
+        self.blocks.append(mono.copy())  # the callback reuses its buffers
+        self.times.append(dac_time)
+
+
+def test_the_reference_is_exactly_what_was_rendered_with_its_dac_time(out):
+    ref = Reference()
+    out.set_reference(ref)
+    out.write("a", tone(1000, 0.2, amplitude=0.5).tobytes())
+    out.end_item("a")
+    latency = {"current_time": 10.0, "output_buffer_dac_time": 10.05}
+    played = []
+    for _ in range(20):
+        data, _ = out.callback(None, 480, latency, 0)
+        played.append(np.frombuffer(data, np.int16).copy())
+    # Same samples, same blocks, silence included (zeros once the answer is over).
+    assert len(ref.blocks) == 20
+    for heard, given in zip(ref.blocks, played, strict=True):
+        assert np.array_equal(heard, given)
+    assert not ref.blocks[-1].any() and np.concatenate(ref.blocks).any()
+    # Each block leaves the speaker the reported output latency after its callback.
+    assert all(b - a >= 0 for a, b in zip(ref.times, ref.times[1:], strict=False))
+    assert out.last_callback_at + 0.05 == pytest.approx(ref.times[-1], abs=1e-6)
+
+
+def test_the_reference_of_a_48k_stereo_device_is_mono_at_24k():
+    p = Playback(AudioSettings(volume=100, prebuffer_ms=0))
+    p.prepare(48000, 2)
+    ref = Reference()
+    p.set_reference(ref)
+    try:
+        p.write("a", tone(750, 0.5).tobytes())
+        p.end_item("a")
+        for _ in range(30):
+            p.callback(None, 960, {}, 0)
+        mono = np.concatenate(ref.blocks)
+        # Half the device's samples per block once the resampler is primed (its own delay,
+        # 5 ms, is well inside the canceller's 20 ms lead).
+        assert [len(b) for b in ref.blocks[2:]] == [480] * 28
+        assert 30 * 480 - len(mono) <= 240
+        assert dominant_hz(mono[2000:10000], 24000) == pytest.approx(750, abs=2)
+    finally:
+        p.shutdown()

@@ -34,7 +34,11 @@ LEFT_OUT = {"voice_kiosk_answer_latency_last_seconds",
             # The test call's counts and step timings: for `voice-kiosk test-call` and the
             # journal; the table shows its result and age.
             "voice_kiosk_test_calls_total",
-            "voice_kiosk_test_call_last_duration_seconds"}
+            "voice_kiosk_test_call_last_duration_seconds",
+            # The echo canceller's figures are for a bedside being looked into (its journal
+            # says when the canceller falls back); the fleet view does not need them.
+            "voice_kiosk_echo_mode", "voice_kiosk_aec_state", "voice_kiosk_aec_erle_db",
+            "voice_kiosk_aec_delay_seconds", "voice_kiosk_aec_fallbacks_total"}
 
 
 def dashboard() -> dict:

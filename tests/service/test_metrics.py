@@ -122,3 +122,40 @@ def test_a_counter_kept_elsewhere_continues_across_a_reload(tmp_path: Path):
     metrics.add_counter("audio_underruns", "Speaker starved.", lambda: 2)  # new streams
     assert metrics.write()
     assert samples(path)[("voice_kiosk_audio_underruns_total", ())] == 9  # 7 + 2, not 2
+
+
+def test_the_echo_mode_and_the_cancellers_figures(tmp_path: Path):
+    from kiosk.audio.aec import AecStats
+    from kiosk.audio.echo import EchoStats
+
+    path = tmp_path / "m.prom"
+    metrics = Metrics(MetricsSettings(textfile=str(path)), "k")
+    now = [EchoStats("aec", "aec", AecStats("active", 31.5, 62.0, True, 4.0, 300, 20), 1)]
+    metrics.set_echo_source(lambda: now[0])
+    assert metrics.write()
+    got = samples(path)
+    assert got[("voice_kiosk_echo_mode", (("mode", "aec"),))] == 1
+    assert got[("voice_kiosk_echo_mode", (("mode", "gate"),))] == 0
+    assert got[("voice_kiosk_aec_state", (("state", "active"),))] == 1
+    assert got[("voice_kiosk_aec_state", (("state", "failed"),))] == 0
+    assert got[("voice_kiosk_aec_erle_db", ())] == 31.5
+    assert math.isclose(got[("voice_kiosk_aec_delay_seconds", ())], 0.062)
+    assert got[("voice_kiosk_aec_fallbacks_total", ())] == 1
+
+    # aec configured, the library missing: the gate runs, the canceller's figures are NaN.
+    metrics.set_echo_source(lambda: EchoStats("aec", "gate", None, 0))  # a reload
+    assert metrics.write()
+    got = samples(path)
+    assert got[("voice_kiosk_echo_mode", (("mode", "gate"),))] == 1
+    assert got[("voice_kiosk_echo_mode", (("mode", "aec"),))] == 0
+    assert not any(v for (name, _), v in got.items() if name == "voice_kiosk_aec_state")
+    assert math.isnan(got[("voice_kiosk_aec_erle_db", ())])
+    assert math.isnan(got[("voice_kiosk_aec_delay_seconds", ())])
+    assert got[("voice_kiosk_aec_fallbacks_total", ())] == 1  # continues across the reload
+
+
+def test_no_echo_figures_without_an_audio_engine(tmp_path: Path):
+    path = tmp_path / "m.prom"
+    metrics = Metrics(MetricsSettings(textfile=str(path)), "k")
+    assert metrics.write()
+    assert not any(name.startswith("voice_kiosk_aec") for name, _ in samples(path))

@@ -1,0 +1,40 @@
+"""bench/echo.py (the README's echo benchmark) runs through, prints its table for every mode
+and judges the goals of issue 14.
+
+A smoke run: one answer per test and mode, far too few for figures worth anything, so only
+the shape of the output is checked, and that the exit status agrees with the verdict.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "echo.py"
+
+pytestmark = [pytest.mark.e2e, pytest.mark.audio]
+
+
+@pytest.mark.timeout(400)
+def test_echo_benchmark_prints_the_table_and_judges_the_goals():
+    out = subprocess.run([sys.executable, str(BENCH), "--answers", "1", "--modes", "aec,gate",
+                          "--cpu-seconds", "2"],
+                         capture_output=True, text=True, timeout=380, stdin=subprocess.DEVNULL)
+    text = out.stdout
+    assert out.returncode in (0, 1), f"{text}\n{out.stderr}"
+    assert "Traceback" not in out.stderr, out.stderr
+    header = next(line for line in text.splitlines() if line.split()[:2] == ["aec", "gate"])
+    assert header
+    for row in ("false barge-ins", "true barge-ins detected", "answer stopped <= 500 ms",
+                "ERLE, kiosk's own (median)", "canceller fallbacks"):
+        line = next((ln for ln in text.splitlines() if ln.strip().startswith(row)), None)
+        assert line is not None, f"no row {row!r}:\n{text}"
+    assert re.search(r"false barge-ins\s+\d+/1\s+\d+/1", text), text
+    assert re.search(r"canceller CPU \d+\.\d+ CPU-s per audio s", text), text
+    verdict = re.search(r"goals of issue 14 for aec: (all met|missed: .+)", text)
+    assert verdict, text
+    assert (out.returncode == 0) == (verdict.group(1) == "all met"), text
