@@ -8,12 +8,15 @@ Tests that need a kiosk in a known state restart the service first, as IT staff 
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from kiosk.service.notify import STATUS_MAX_CHARS
 from kiosk.sim.voice import utterance
 from tests.installed.kiosk_service import (
     BUTTON_PIN,
@@ -26,11 +29,14 @@ from tests.installed.kiosk_service import (
     SIM_F0_HZ,
     STATES,
     UNIT,
+    Entry,
     Service,
     analyse,
     as_pi,
+    install_key,
     record_speaker,
     say,
+    start_gateway,
     wait_until,
     when,
 )
@@ -69,7 +75,12 @@ def timespan_s(value: str) -> float:
 
 
 def fresh_start(service: Service) -> None:
-    """Restart the service and wait for READY, so a test starts from a known kiosk."""
+    """Restart the service and wait for READY, so a test starts from a known kiosk.
+
+    This module restarts the service more often than its StartLimitBurst= allows within
+    StartLimitIntervalSec= (meant for a crash loop): clearing the count first, as an
+    administrator would after deliberate restarts, keeps the limit out of the tests."""
+    service.systemctl("reset-failed", UNIT).check()
     service.restart().check()
     service.wait_active()
 
@@ -288,6 +299,186 @@ def test_broken_config_is_rejected_on_reload(gateway: dict[str, str], service: S
     finally:
         service.write_config(good)
     fresh_start(service)
+
+
+# -- the remote test call, from IT's desk ------------------------------------------------------
+
+TEXTFILE = "/var/lib/prometheus/node-exporter/voice-kiosk.prom"  # the README's Metrics path
+RESULT_FILE = "/var/lib/voice-kiosk/test-call.json"  # test_call.result_file's default
+TEST_CALL_WAIT_S = 120  # the command's own limit is test_call.timeout_s (30) + 15 s
+
+
+def ask_test_call(box: Container, *args: str) -> tuple[Result, float]:
+    """The README's `sudo voice-kiosk test-call`, typed by pi; the result and how long the
+    command took (as seen from outside the container)."""
+    started = time.monotonic()
+    result = as_pi(box, " ".join(["sudo", "voice-kiosk", "test-call", *args]),
+                   timeout=TEST_CALL_WAIT_S)
+    return result, time.monotonic() - started
+
+
+def read_call_metrics(box: Container) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The test-call samples of the kiosk's textfile, as Prometheus parses it: (name,
+    labels without `kiosk`) -> value; every sample's `kiosk` label is this kiosk's id."""
+    if not box.exists(TEXTFILE):
+        return {}
+    out = {}
+    for family in text_string_to_metric_families(box.read(TEXTFILE)):
+        for sample in family.samples:
+            if sample.name.startswith("voice_kiosk_test_call"):
+                assert sample.labels.get("kiosk") == KIOSK_ID, sample
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "kiosk"))
+                out[(sample.name, labels)] = sample.value
+    return out
+
+
+def call_entry(service: Service, call_id: str, after: str) -> Entry:
+    """The kiosk's one journal line for test call `call_id` (the one with its result)."""
+    return service.wait_entry(lambda e: e.from_kiosk
+                              and e.fields.get("TEST_CALL_ID") == call_id, after, 20,
+                              f"the journal line of test call {call_id}")
+
+
+@pytest.mark.timeout(300)
+def test_test_call_passes_through_the_gateway(gateway: dict[str, str], box: Container,
+                                              service: Service) -> None:
+    """`sudo voice-kiosk test-call`, as the README's "Remote test call" tells IT staff, on
+    the installed service with the metrics textfile set as the README's Metrics says: exit 0
+    and one line with the timings; the same line in the journal with the TEST_CALL_ fields,
+    in STATUS= (the kiosk stays idle all along) and in the metrics. Then once more through
+    the signal (`systemctl kill -s USR2`), which the README says is the same."""
+    reloaded = service.cursor()
+    service.edit_config(metrics={"textfile": TEXTFILE, "interval_s": 1.0})
+    service.reload()  # as the README's Metrics says
+    service.wait_message(r"configuration reloaded", reloaded)
+    wait_until(lambda: box.exists(TEXTFILE), 20, f"the metrics file {TEXTFILE}")
+    before = read_call_metrics(box)
+    ok_key = ("voice_kiosk_test_calls_total", (("result", "ok"),))
+    failed_key = ("voice_kiosk_test_calls_total", (("result", "failed"),))
+    after = service.cursor()
+
+    done, took = ask_test_call(box, "--json")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(done.stdout)
+    print(f"\n[test call in the container] {record['summary']} (command: {took:.2f} s)")
+    assert record["result"] == "ok" and record["reason"] == "", record
+    assert record["kiosk"] == KIOSK_ID, record
+    # Spoken in words: espeak-ng (installed with the kiosk's packages) runs under the unit.
+    assert record["voice"] == "espeak-ng", record
+    t = record["timings_s"]
+    assert 0 < t["grant"] <= t["link"] < t["first_answer_audio"] < t["total"] < 20, t
+    assert record["answer_ms"] == pytest.approx(1500, rel=0.1)  # the simulator's answer
+    assert took < t["total"] + 10, (took, t)
+    # The journal line, with the fields the README names, found by the README's filter.
+    entry = call_entry(service, record["id"], after)
+    assert entry.message == record["summary"], entry.message
+    assert entry.fields["TEST_CALL_RESULT"] == "ok"
+    assert entry.fields.get("PRIORITY") == "6", entry.fields  # info: nothing to act on
+    for step in ("grant", "link", "first_answer_audio", "total"):
+        assert float(entry.fields[f"TEST_CALL_{step.upper()}_S"]) == pytest.approx(
+            t[step], abs=0.002)
+    found = box.run(["journalctl", "-u", UNIT, "-g", "test call", "-o", "cat", "--no-pager"],
+                    check=True).stdout
+    assert record["summary"] in found, found
+    # STATUS=: the kiosk is idle, with the test call's result, until the next change.
+    wait_until(lambda: service.status_text() == f"idle ({KIOSK_ID}): {record['summary']}"
+               [:STATUS_MAX_CHARS],
+               10, "STATUS= with the test call's result", show=service.status_text)
+    assert set(service.states(after)) <= {"idle"}, service.states(after)  # nobody noticed
+    # The result file the command read: the service's state directory, root's to read.
+    assert box.run(["stat", "-c", "%U %a", RESULT_FILE], check=True).stdout.split() == \
+        ["voice-kiosk", "644"]
+    # The metrics, once the textfile has been rewritten.
+    samples = wait_until(lambda: when(m := read_call_metrics(box), m.get(
+        ("voice_kiosk_test_call_last_timestamp_seconds", ())) == pytest.approx(
+        record["finished_at"], abs=0.01)), 20,
+        f"the test call's metrics in {TEXTFILE}", show=lambda: read_call_metrics(box))
+    assert samples[("voice_kiosk_test_call_last_success", ())] == 1
+    assert samples[ok_key] == before.get(ok_key, 0) + 1
+    assert samples.get(failed_key, 0) == before.get(failed_key, 0)
+    assert samples[("voice_kiosk_test_call_last_timestamp_seconds", ())] == pytest.approx(
+        record["finished_at"], abs=0.01)
+    for step in ("grant", "link", "first_answer_audio", "total"):
+        assert samples[("voice_kiosk_test_call_last_duration_seconds", (("step", step),))] \
+            == pytest.approx(t[step], abs=0.002)
+
+    # The same through the signal, for a script with no `voice-kiosk` command at hand.
+    again = service.cursor()
+    service.systemctl("kill", "-s", "USR2", UNIT).check()
+    entry = service.wait_entry(lambda e: e.from_kiosk and "TEST_CALL_RESULT" in e.fields,
+                               again, 60, "a test call's result in the journal")
+    print(f"[test call in the container, by SIGUSR2] {entry.message}")
+    assert entry.fields["TEST_CALL_RESULT"] == "ok", entry.message
+    assert entry.fields["TEST_CALL_ID"] != record["id"]
+    wait_until(lambda: read_call_metrics(box).get(ok_key) == before.get(ok_key, 0) + 2, 20,
+        "the second test call in the metrics", show=lambda: read_call_metrics(box))
+
+
+@pytest.mark.timeout(300)
+def test_test_call_fails_clearly_with_the_gateway_down(gateway: dict[str, str],
+                                                       box: Container,
+                                                       service: Service) -> None:
+    """The gateway stops: `sudo voice-kiosk test-call` exits 1 with one line that says it
+    failed at the network step and names the gateway's URL; a warning in the journal with
+    TEST_CALL_RESULT=failed, STATUS= and the metrics say the same, and the kiosk stays idle
+    (no patient met it). The gateway comes back afterwards, with a new key, as a rotated key
+    would be installed (the README's steps, then a restart)."""
+    wait_until(lambda: box.exists(TEXTFILE), 20, f"the metrics file {TEXTFILE}")
+    before = read_call_metrics(box)
+    failed_key = ("voice_kiosk_test_calls_total", (("result", "failed"),))
+    ok_key = ("voice_kiosk_test_calls_total", (("result", "ok"),))
+    box.run(["systemctl", "stop", GATEWAY_UNIT], check=True)
+    try:
+        after = service.cursor()
+        timeout_s = float(service.config().get("test_call", {}).get("timeout_s", 30))
+
+        done, took = ask_test_call(box)
+
+        line = done.stdout.strip()
+        print(f"\n[test call in the container, gateway down] {line} (command: {took:.2f} s)")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert re.fullmatch(r"test call test-\w+ failed after [\d.]+ s: network: .+", line), \
+            line
+        assert f"{gateway['gateway_url']}/api/voice/realtime-session" in line, line
+        assert "check the network and gateway.url" in line, line
+        # Grant retries stop at half of test_call.timeout_s: the reason, not a timeout.
+        assert took < timeout_s, took
+        call_id = line.split()[2]
+        entry = call_entry(service, call_id, after)
+        assert entry.message == line
+        assert entry.fields["TEST_CALL_RESULT"] == "failed"
+        assert entry.fields.get("PRIORITY") == "4", entry.fields  # a warning
+        assert "TEST_CALL_GRANT_S" not in entry.fields  # no grant came
+        failed = box.run(["journalctl", "-u", UNIT, "TEST_CALL_RESULT=failed", "-o", "cat",
+                          "--no-pager"], check=True).stdout
+        assert line in failed, failed
+        # `systemctl status` shows one line: the service keeps STATUS= to its first
+        # STATUS_MAX_CHARS, which still say what failed and where.
+        status = f"idle ({KIOSK_ID}): {line}"[:STATUS_MAX_CHARS]
+        wait_until(lambda: service.status_text() == status, 10,
+                   "STATUS= with the test call's result", show=service.status_text)
+        assert f"test call {call_id} failed after " in status, status
+        assert f"network: cannot reach the gateway at {gateway['gateway_url']}" in status
+        assert set(service.states(after)) <= {"idle"}, service.states(after)
+        samples = wait_until(lambda: when(m := read_call_metrics(box), m.get(
+            ("voice_kiosk_test_call_last_success", ())) == 0), 20,
+            f"the failed test call in {TEXTFILE}", show=lambda: read_call_metrics(box))
+        assert samples[failed_key] == before.get(failed_key, 0) + 1
+        assert samples.get(ok_key, 0) == before.get(ok_key, 0)
+        steps = {labels[0][1] for name, labels in samples
+                 if name == "voice_kiosk_test_call_last_duration_seconds"}
+        assert steps == {"total"}, samples  # no grant, no link
+    finally:
+        box.run(["systemctl", "reset-failed", GATEWAY_UNIT])
+        info = start_gateway(box)
+        gateway.update(info)
+        install_key(box, info["api_key"])
+        fresh_start(service)
+    back = service.cursor()
+    done, _ = ask_test_call(box)
+    assert done.returncode == 0, done.stdout + done.stderr  # the gateway is back
+    call_entry(service, done.stdout.split()[2], back)
 
 
 def test_journal_entries_carry_the_kiosk_fields(gateway: dict[str, str], box: Container,
