@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from kiosk.files import write_atomically
 from kiosk.hw.relay import NurseCallRelay, RelayMismatch
 from kiosk.settings import NurseCallSettings
 
@@ -272,9 +272,7 @@ class NurseCall:
         if path is None:
             return
         try:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"since": time.time(), "source": source}))
-            os.replace(tmp, path)
+            write_atomically(path, json.dumps({"since": time.time(), "source": source}))
         except OSError as exc:
             log.warning("nurse call: cannot keep the request in %s (%s); a restart would "
                         "forget it", path, exc)

@@ -27,6 +27,7 @@ answer volume (`audio.volume`). Without espeak-ng the error cue plays, and the l
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ from kiosk import language as lang
 from kiosk.audio.espeak import WORDS_PER_MINUTE, Espeak, SynthesisError
 from kiosk.audio.prompt_texts import PROMPT_TEXTS
 from kiosk.audio.wavfile import read_wav
+from kiosk.files import write_atomically
 from kiosk.ports import SAMPLE_RATE_HZ
 from kiosk.settings import PROMPT_NAMES, Settings
 from kiosk.states import State, StateChange
@@ -301,13 +303,13 @@ class SpokenPrompts:
         """Write to the cache (atomically) and drop this prompt's older versions."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with wave.open(str(tmp), "wb") as w:
+            data = io.BytesIO()
+            with wave.open(data, "wb") as w:
                 w.setnchannels(1)
                 w.setsampwidth(2)
                 w.setframerate(SAMPLE_RATE_HZ)
                 w.writeframes(pcm.astype("<i2").tobytes())
-            os.replace(tmp, path)
+            write_atomically(path, data.getvalue())
             for old in path.parent.glob(f"{name}-*.wav"):
                 if old != path:
                     old.unlink(missing_ok=True)

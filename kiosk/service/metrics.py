@@ -9,11 +9,9 @@ file in the same directory, then rename) every `metrics.interval_s` and at shut-
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kiosk import __version__
+from kiosk.files import write_atomically
 from kiosk.settings import MetricsSettings
 from kiosk.states import State, StateChange
 
@@ -327,17 +326,9 @@ class Metrics:
             return False
         text = render(self.families())
         folder = os.path.dirname(os.path.abspath(path))
-        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".voice-kiosk-", suffix=".tmp", dir=folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)  # node_exporter runs as another user
-            os.replace(tmp, path)
+            write_atomically(path, text, mode=0o644)  # node_exporter runs as another user
         except OSError as exc:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
             if not self._write_failed:
                 log.warning("metrics: cannot write %s (%s). The service user needs write "
                             "access to %s (run `sudo systemd/install.sh` again, which prepares "

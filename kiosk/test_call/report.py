@@ -17,12 +17,12 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from kiosk.files import write_atomically
 from kiosk.service.metrics import PREFIX, Family
 from kiosk.settings import TestCallSettings
 from kiosk.test_call.call import RESULTS, STEPS, TestCall, TestCallResult
@@ -87,19 +87,10 @@ class TestCallReports:
             self._writer.submit(self._write, self.settings.result_path(), record)
 
     def _write(self, path: str, record: dict[str, Any]) -> None:
-        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".test-call-", suffix=".tmp",
-                                       dir=os.path.dirname(os.path.abspath(path)))
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f, indent=1)
-                f.write("\n")
-            os.chmod(tmp, 0o644)  # the command line may run as another user (root, over ssh)
-            os.replace(tmp, path)
+            # The command line may run as another user (root, over ssh): readable by all.
+            write_atomically(path, json.dumps(record, indent=1) + "\n", mode=0o644)
         except OSError as exc:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
             if not self._write_failed:
                 log.warning("test call: cannot write its result to %s (%s); "
                             "`voice-kiosk test-call` will not see it. Set test_call."

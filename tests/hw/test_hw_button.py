@@ -14,24 +14,16 @@ from kiosk.events import ButtonPressed, Event
 from kiosk.hw.button import KioskButton
 from kiosk.settings import GpioSettings
 
+from .posted import drain
+
 SHORT = ButtonPressed(long=False, source="button")
 LONG = ButtonPressed(long=True, source="button")
-QUIET_S = 0.25  # how long "nothing else arrives" is watched for
 
 
 def hold(seconds: float) -> None:
     """The patient's finger stays put for `seconds` (scenario timing, not synchronisation)."""
     time.sleep(seconds)
 
-
-def drain(events: queue.Queue[Event], quiet_s: float = QUIET_S) -> list[Event]:
-    """Everything posted until nothing more arrives for `quiet_s`."""
-    got = []
-    while True:
-        try:
-            got.append(events.get(timeout=quiet_s))
-        except queue.Empty:
-            return got
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from kiosk.hw.button import KioskButton
 from kiosk.hw.switch import AssistiveSwitch, ResetInput
 from kiosk.settings import GpioSettings, NurseCallSettings
 
+from .posted import drain
+
 SWITCH_PIN = 27
-QUIET_S = 0.25
 
 
 def hold(seconds: float) -> None:
@@ -30,14 +31,6 @@ def press(pin, held_s: float) -> None:
     hold(held_s)
     pin.drive_high()
 
-
-def drain(events: queue.Queue, quiet_s: float = QUIET_S) -> list:
-    got = []
-    while True:
-        try:
-            got.append(events.get(timeout=quiet_s))
-        except queue.Empty:
-            return got
 
 
 @pytest.fixture
