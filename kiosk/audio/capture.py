@@ -11,6 +11,9 @@ preallocated numpy buffers. The level meter keeps a reference to the latest bloc
 computed only when someone reads it. Resampling to 24 kHz happens on the reader's side in
 `read_frame`, so the callback stays short and allocation-free.
 
+This module owns the stream, arming, the gates and the level meter; the format-dependent
+buffers and the cut into dated frames are `kiosk.audio.capture_pipeline`.
+
 Example::
 
     cap = Capture(AudioSettings(frame_ms=20))
@@ -30,6 +33,7 @@ from typing import Protocol
 import numpy as np
 import pyaudio
 
+from kiosk.audio.capture_pipeline import CapturePipeline
 from kiosk.audio.devices import (
     DeviceInfo,
     choose_format,
@@ -37,12 +41,8 @@ from kiosk.audio.devices import (
     open_stream,
     stream_is_active,
 )
-from kiosk.audio.resample import StreamResampler, downmix_into
-from kiosk.audio.ringbuffer import RingBuffer
-from kiosk.ports import SAMPLE_RATE_HZ, Frame
+from kiosk.ports import Frame
 from kiosk.settings import AudioSettings
-
-_STAMPS = 64  # callback time stamps remembered (>1 s of blocks) to date each frame
 
 
 def dbfs(value: float) -> float:
@@ -58,37 +58,6 @@ class FrameCleaner(Protocol):
     def new_visit(self) -> None: ...
 
 
-class _Pipeline:
-    """Everything that depends on the device format, swapped as one object on reopen."""
-
-    def __init__(self, settings: AudioSettings, rate_hz: int, channels: int) -> None:
-        self.rate_hz = rate_hz
-        self.channels = channels
-        self.block = max(1, rate_hz * settings.frame_ms // 1000)
-        self.frame_samples = SAMPLE_RATE_HZ * settings.frame_ms // 1000
-        self.ring = RingBuffer(int(settings.capture_buffer_s * rate_hz), mode="capture")
-        # The steady engine converts each block as it comes (it holds back about 5 ms at
-        # 48 kHz), so a frame is complete in the callback that brings its last sample.
-        self.resampler = StreamResampler(rate_hz, SAMPLE_RATE_HZ, steady=True)
-        self.gain = 10.0 ** (settings.input_gain_db / 20.0)
-        self.as_is = channels == 1 and self.gain == 1.0  # the callback can keep raw blocks
-        self.passthrough = self.resampler.passthrough
-        # Callback scratch: sized for 4 blocks in case the host delivers bigger buffers.
-        big = self.block * 4
-        self.mono = np.zeros(big, np.int16)
-        self.i32 = np.zeros(big, np.int32)
-        self.f32 = np.zeros(big, np.float32)
-        # Reader side.
-        self.chunk = np.zeros(self.block, np.int16)
-        self.acc = np.zeros(self.frame_samples * 4 + self.block * 4, np.int16)
-        self.acc_len = 0
-        self.aligned = False  # see _take_frame
-        # Plain lists: the reader walks back over one or two entries, cheaper than numpy.
-        self.stamp_pos: list[int] = [0] * _STAMPS
-        self.stamp_time: list[float] = [0.0] * _STAMPS
-        self.stamp_count = 0
-
-
 class Capture:
     """Microphone capture implementing `kiosk.ports.CapturePort`.
 
@@ -99,7 +68,7 @@ class Capture:
 
     def __init__(self, settings: AudioSettings) -> None:
         self._settings = settings
-        self._pipe: _Pipeline | None = None
+        self._pipe: CapturePipeline | None = None
         self._stream: pyaudio.Stream | None = None
         self._pa: pyaudio.PyAudio | None = None  # for reopening after an idle pause
         self._device: DeviceInfo | None = None
@@ -121,7 +90,7 @@ class Capture:
         """Callbacks that raised (their block was lost); the engine reports them."""
         self.last_callback_error: BaseException | None = None
         self._overruns_before = 0  # ring overruns of earlier sessions (arm() resets the ring's)
-        self._last_block: tuple[_Pipeline, bytes] | None = None  # for the level meter
+        self._last_block: tuple[CapturePipeline, bytes] | None = None  # for the level meter
         # The echo canceller's hook (engine wires `EchoControl.clean` for echo_mode aec): runs
         # on the reader's thread, never in the callback.
         self._echo: FrameCleaner | None = None
@@ -133,7 +102,7 @@ class Capture:
         """Set up buffers for a device format without opening a stream (tests, bench)."""
         if self._pipe is not None:
             self._overruns_before += self._pipe.ring.overruns
-        self._pipe = _Pipeline(self._settings, device_rate_hz, channels)
+        self._pipe = CapturePipeline(self._settings, device_rate_hz, channels)
 
     def open(self, pa: pyaudio.PyAudio, device: DeviceInfo, channels: int | None = None) -> None:
         """Open and start the input stream on `device` (24 kHz if it can, else resampled).
@@ -227,20 +196,14 @@ class Capture:
             self.last_callback_error = exc
         return None, pyaudio.paContinue
 
-    def _keep(self, p: _Pipeline, in_data: bytes, now: float) -> None:
+    def _keep(self, p: CapturePipeline, in_data: bytes, now: float) -> None:
         # PortAudio hands over a fresh immutable bytes object per call: keeping a reference
         # is free, and the meter is computed from it only when read.
         self._last_block = (p, in_data)
         if not self._armed or self._gate_closed or (
                 self._gate_source is not None and self._gate_source()):
             return
-        raw = np.frombuffer(in_data, dtype=np.int16)
-        p.ring.write(raw if p.as_is and len(raw) <= len(p.f32) else
-                     _condition(p, raw, p.mono, p.i32, p.f32))
-        i = p.stamp_count % _STAMPS
-        p.stamp_pos[i] = p.ring.total_written
-        p.stamp_time[i] = now
-        p.stamp_count += 1
+        p.store(np.frombuffer(in_data, dtype=np.int16), now)
         if not self._ready.is_set():
             self._ready.set()
         listener = self._listener
@@ -333,8 +296,8 @@ class Capture:
         p, data = last
         raw = np.frombuffer(data, dtype=np.int16)
         n = len(raw) // p.channels
-        mono = _condition(p, raw, np.zeros(n, np.int16), np.zeros(n, np.int32),
-                          np.zeros(n, np.float32)).astype(np.float32)
+        mono = p.condition(raw, np.zeros(n, np.int16), np.zeros(n, np.int32),
+                           np.zeros(n, np.float32)).astype(np.float32)
         if not len(mono):
             return dbfs(0.0), dbfs(0.0)
         peak = float(np.abs(mono).max())
@@ -355,7 +318,7 @@ class Capture:
         while True:
             p = self._pipe
             if p is not None:
-                frame = self._take_frame(p)
+                frame = p.take_frame()
                 if frame is not None:
                     return frame
                 if p.ring.available:
@@ -367,76 +330,3 @@ class Capture:
                 return None
             self._ready.wait(remaining)
             self._ready.clear()
-
-    def _take_frame(self, p: _Pipeline) -> Frame | None:
-        """Resample whatever is queued into the accumulator; cut one frame if complete."""
-        fs = p.frame_samples
-        if p.passthrough:  # 24 kHz device: the ring holds frames as they are
-            if p.ring.available < fs:
-                return None
-            pcm = np.empty(fs, np.int16)
-            if p.ring.read_into(pcm) < fs:  # disarm() cleared the ring meanwhile
-                return None
-            return Frame(pcm, self._input_time(p, p.ring.total_read))
-        while p.acc_len < fs:
-            n = p.ring.read_into(p.chunk)
-            if n == 0:
-                return None
-            out = p.resampler.process(p.chunk[:n])
-            m = len(out)
-            if not p.aligned and m:
-                # The filter holds its first few ms back, so the first block yields less than
-                # a frame; every frame would then end just past a block and wait for the next
-                # one. Starting the stream with that shortfall as silence puts frame ends on
-                # block ends (once per session: a few ms of silence before the first word).
-                p.aligned = True
-                pad = -m % fs
-                p.acc[:pad] = 0
-                p.acc_len = pad
-            if p.acc_len + m > len(p.acc):  # cannot happen with sane blocks; never overflow
-                p.acc = np.concatenate([p.acc, np.zeros(m, np.int16)])
-            p.acc[p.acc_len:p.acc_len + m] = out
-            p.acc_len += m
-        pcm = p.acc[:fs].copy()
-        rest = p.acc_len - fs
-        p.acc[:rest] = p.acc[fs:p.acc_len]
-        p.acc_len = rest
-        # The frame's last sample is `rest` samples plus the filter delay older than the
-        # newest input consumed; date that input from the callback stamps.
-        behind_s = (rest + p.resampler.held_out_samples) / SAMPLE_RATE_HZ
-        return Frame(pcm, self._input_time(p, p.ring.total_read) - behind_s)
-
-    @staticmethod
-    def _input_time(p: _Pipeline, pos: int) -> float:
-        """monotonic() at which input sample position `pos` reached the callback."""
-        count = p.stamp_count
-        if count == 0:
-            return time.monotonic()
-        # Walk back from the newest stamp to the oldest block that ends at or after `pos`.
-        best = (count - 1) % _STAMPS
-        i = count - 2
-        while i >= max(0, count - _STAMPS) and p.stamp_pos[i % _STAMPS] >= pos:
-            best = i % _STAMPS
-            i -= 1
-        return p.stamp_time[best] - (p.stamp_pos[best] - pos) / p.rate_hz
-
-
-def _condition(p: _Pipeline, raw: np.ndarray, mono_out: np.ndarray, i32: np.ndarray,
-               f32: np.ndarray) -> np.ndarray:
-    """Interleaved device samples -> mono int16 with the input gain, into `mono_out`.
-
-    The scratch buffers bound the block: a host handing over more keeps what fits.
-    """
-    n = min(len(raw) // p.channels, len(f32))
-    if p.channels == 1:
-        mono = raw[:n]
-    else:
-        mono = downmix_into(raw[:n * p.channels], p.channels, mono_out, i32)
-    if p.gain != 1.0:
-        f = f32[:n]
-        np.copyto(f, mono, casting="unsafe")
-        np.multiply(f, p.gain, out=f)
-        np.clip(f, -32768.0, 32767.0, out=f)
-        mono = mono_out[:n]
-        np.copyto(mono, f, casting="unsafe")
-    return mono
