@@ -237,9 +237,14 @@ def _settled_threads(pid: int, limit: int, timeout_s: float = 10.0) -> int:
     return n
 
 
-def visits(ctx: Ctx, warmup: int, count: int, turn_every: int) -> Endurance:
-    """RSS, threads and file descriptors before and after `count` visits (press, listening,
-    press; every `turn_every`-th also a question and its whole answer)."""
+def visits(ctx: Ctx, warmup: int, count: int, turn_every: int, rest_threads: int) -> Endurance:
+    """RSS, threads and file descriptors at rest before and after `count` visits (press,
+    listening, press; every `turn_every`-th also a question and its whole answer).
+
+    "At rest" is measured as after start-up: once the daemon is back to `rest_threads`
+    threads, i.e. it has closed its streams and shut PortAudio down (about a second after
+    `idle`). A sample taken at `idle` itself would still count the open streams' buffers,
+    which the daemon gives back a moment later; the peak with streams open is VmHWM."""
     d = ctx.daemon
 
     def visit(i: int) -> None:
@@ -252,12 +257,12 @@ def visits(ctx: Ctx, warmup: int, count: int, turn_every: int) -> Endurance:
 
     for i in range(warmup):
         visit(i)
-    threads0 = _settled_threads(d.pid, 0, timeout_s=1.0)
+    threads0 = _settled_threads(d.pid, rest_threads)
     before: ProcSample = sample(d.pid, threads=False)
     fds0 = _fds(d.pid)
     for i in range(count):
         visit(i)
-    threads1 = _settled_threads(d.pid, threads0)
+    threads1 = _settled_threads(d.pid, rest_threads)
     after = sample(d.pid, threads=False)
     return Endurance(count, before.rss_kib, after.rss_kib, threads0, threads1, fds0,
                      _fds(d.pid))

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
         _progress("speaking", args.speak_s)
         if args.visits > 0:
             results.endurance = phases.visits(ctx, args.warmup_visits, args.visits,
-                                              args.turn_every)
+                                              args.turn_every, first.threads)
             _progress("visits", args.visits)
         results.peak_rss_kib = sample(daemon.pid, threads=False).hwm_kib
         names = {**python_thread_names(daemon.pid, args.py_spy), **names}

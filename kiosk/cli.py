@@ -141,6 +141,9 @@ def _prompts(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from kiosk.service.allocator import tune_allocator
+
+    tune_allocator()  # before the daemon's modules are imported: see its module doc
     from kiosk.daemon import run_daemon
 
     return run_daemon(config.resolve_path(args.config))

@@ -1,0 +1,48 @@
+"""Tune glibc's malloc for a long-running daemon that waits almost all day.
+
+Two glibc defaults cost an idle kiosk memory it never gets back (measured with
+`bench/process.py`, default configuration, RSS at rest after start-up: 64.3 -> 61.7 MiB):
+
+* the mmap threshold is dynamic: once a large block (a numpy buffer, a decoded answer) has
+  been freed, glibc raises the threshold up to 32 MiB, so later blocks of that size come from
+  a heap where freed memory stays resident. A fixed threshold of 128 KiB keeps every large
+  block in its own mapping, returned to the system when it is freed;
+* every thread that allocates gets its own arena (the conversation loop, the audio supervisor,
+  PortAudio's and PulseAudio's threads), each keeping its own free memory. Two arenas are
+  enough for a process whose threads mostly wait.
+
+Only the daemon calls this (`voice-kiosk run`), before it imports its heavy modules. On a C
+library without `mallopt` (musl) nothing changes. The environment wins: IT staff who set
+MALLOC_MMAP_THRESHOLD_ or MALLOC_ARENA_MAX in a drop-in keep their values.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+# From glibc's <malloc.h>.
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+MMAP_THRESHOLD_BYTES = 128 * 1024
+ARENA_MAX = 2
+
+
+def tune_allocator() -> bool:
+    """Set the fixed mmap threshold and the arena limit; False when the C library has no
+    mallopt or refused (the defaults then stay, which only costs memory)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    ok = True
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and ok
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        ok = mallopt(M_ARENA_MAX, ARENA_MAX) == 1 and ok
+    return ok
