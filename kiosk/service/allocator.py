@@ -19,7 +19,6 @@ MALLOC_MMAP_THRESHOLD_ or MALLOC_ARENA_MAX in a drop-in keep their values.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # From glibc's <malloc.h>.
@@ -34,8 +33,9 @@ def tune_allocator() -> bool:
     """Set the fixed mmap threshold and the arena limit; False when the C library has no
     mallopt or refused (the defaults then stay, which only costs memory)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # The process's own symbols: libc is already loaded, and nothing is searched or run
+        # (ctypes.util.find_library would start ldconfig).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
