@@ -188,9 +188,13 @@ class Playback:
 
     def write(self, item_id: str, pcm: bytes) -> None:
         """Queue 24 kHz PCM16 of an assistant item. Audio of a flushed item is ignored."""
+        # Wake the engine only when the speaker goes from nothing to play to busy: it opens
+        # the stream then, and while anything is queued it keeps looking by itself. One wake
+        # per delta cost the supervisor thread ~30 wake-ups per second while speaking.
+        starts = not self._q.busy
         self._q.write(item_id, np.frombuffer(pcm, dtype=np.int16), self._gain)
         wake = self._wake
-        if wake is not None:
+        if starts and wake is not None:
             wake()
 
     def end_item(self, item_id: str) -> None:
