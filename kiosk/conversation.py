@@ -36,7 +36,8 @@ from kiosk.session.gateway import GatewayClient
 from kiosk.session.ledger import VisitStats
 from kiosk.session.transport import insecure_warnings, tls_context
 from kiosk.settings import Settings
-from kiosk.visit import Command, Counters, Message, PlaybackNote, StartTestCall, Visit
+from kiosk.visit import Counters, Visit
+from kiosk.visit_messages import Command, Message, PlaybackNote, StartTestCall
 
 if TYPE_CHECKING:
     from kiosk.test_call.call import TestCall

@@ -12,21 +12,19 @@ events; it never calls back into the conversation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import ssl
-import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from kiosk import events as ev
 from kiosk.ports import AudioPort
 from kiosk.session import protocol as p
+from kiosk.session.blocking import run_blocking
 from kiosk.session.errors import GatewayError
 from kiosk.session.gateway import GatewayClient
 from kiosk.session.ledger import VisitStats
@@ -35,9 +33,15 @@ from kiosk.session.replay import ReplayBuffer
 from kiosk.session.retry import Attempts
 from kiosk.settings import Settings
 from kiosk.turns import Turns
-
-if TYPE_CHECKING:
-    from kiosk.test_call.call import TestCall
+from kiosk.visit_messages import (
+    Command,
+    ConnectFailed,
+    LinkDown,
+    LinkUp,
+    Message,
+    PlaybackNote,
+    ServerEvent,
+)
 
 log = logging.getLogger("kiosk.visit")
 transcript_log = logging.getLogger("kiosk.transcript")
@@ -51,88 +55,6 @@ class Counters(Protocol):
     """Where a visit counts what the metrics export."""
 
     def count_reconnect(self) -> None: ...
-
-
-# -- messages on the conversation's queue -----------------------------------------------------
-
-@dataclass(frozen=True)
-class Command:
-    """From the controller: start, interrupt, end, abandon (the turn), stop (the kiosk)."""
-
-    name: str
-    arg: str = ""
-
-
-@dataclass(frozen=True)
-class StartTestCall:
-    """From the controller: run this remote test call now (kiosk.test_call)."""
-
-    call: TestCall
-
-
-@dataclass(frozen=True)
-class PlaybackNote:
-    """From the speaker: ("started" | "drained" | "flushed", item id)."""
-
-    kind: str
-    item_id: str
-
-
-@dataclass(frozen=True)
-class LinkUp:
-    visit: Visit
-    link: Link
-
-
-@dataclass(frozen=True)
-class ConnectFailed:
-    visit: Visit
-    fault: ev.Fault
-
-
-@dataclass(frozen=True)
-class ServerEvent:
-    visit: Visit
-    link: Link
-    event: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class LinkDown:
-    visit: Visit
-    link: Link
-    code: int | None
-    reason: str
-
-
-Message = Command | StartTestCall | PlaybackNote | LinkUp | ConnectFailed | ServerEvent | LinkDown
-
-
-async def run_blocking(call: Callable[[], Any]) -> Any:
-    """Run a blocking call (a gateway request: urllib, up to gateway.timeout_s) on a daemon
-    thread of its own and await its result. A visit that ends stops waiting; the thread
-    finishes on its own and never holds up the kiosk's exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():
-            return  # nobody waits any more (the visit ended)
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    def work() -> None:
-        try:
-            result, error = call(), None
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting visit
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop closed at shut-down
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=work, name="gateway-request", daemon=True).start()
-    return await future
 
 
 def close_outcome(code: int | None, expired: bool,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import config
+from kiosk.config_values import expand_path
 from kiosk.settings import SECTIONS, LedPattern, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_credentials_directory_paths_are_accepted_for_systemd(tmp_path, monkeypa
     assert config.load(path).gateway.api_key_file.endswith("/gateway-api-key")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     secret(tmp_path, "gateway-api-key")
-    assert config.expand_path(config.load(path).gateway.api_key_file) == str(
+    assert expand_path(config.load(path).gateway.api_key_file) == str(
         tmp_path / "gateway-api-key")
 
 

@@ -40,10 +40,10 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from kiosk.audio.aec_backend import make_backend, measure_lag
 from kiosk.audio.delay import DelayEstimator
 
 RATE_HZ = 24000
@@ -55,10 +55,6 @@ _TAIL_S = 0.35  # after the reference falls silent its echo can still be heard (
 _LOCATE_S = 3.0  # far-end seconds past `judge_s` the delay search gets to find the echo
 _JUDGE_WINDOWS = 4  # settled windows a verdict needs (one or two can mislead, measured)
 _LEAD_S = 0.020  # the reference is kept this far ahead of the echo (see `_bulk`)
-
-
-class AecUnavailable(RuntimeError):
-    """The WebRTC library is not installed (the engine keeps the echo gate)."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +79,8 @@ class EchoCanceller:
                  min_delay_ms: float = -100.0) -> None:
         if frame_samples % (rate_hz // 100):
             raise ValueError("frame_samples must be a multiple of 10 ms")
-        self._ap = _make_backend(rate_hz)
-        self.lag_samples = _measure_lag(rate_hz, frame_samples)
+        self._ap = make_backend(rate_hz)
+        self.lag_samples = measure_lag(rate_hz, frame_samples)
         """How far AEC3's output lags its input; the bypass path is delayed as much, so
         switching between them neither repeats nor drops audio."""
         self.rate_hz = rate_hz
@@ -391,28 +387,3 @@ class EchoCanceller:
         return AecStats(self._mode, self._erle, self.delay_ms, self._converged,
                         self._far_frames * self.frame_samples / self.rate_hz, self.frames,
                         self.bypassed_frames)
-
-
-def _make_backend(rate_hz: int) -> Any:
-    try:
-        from pywebrtc_audio import AudioProcessor
-    except ImportError as exc:
-        raise AecUnavailable("echo cancellation needs the pywebrtc-audio package "
-                             "(pip install pywebrtc-audio)") from exc
-    return AudioProcessor(sample_rate=rate_hz, echo_cancellation=True)
-
-
-def _measure_lag(rate_hz: int, frame_samples: int) -> int:
-    """Samples by which a fresh canceller's output lags its input (silent reference): the
-    peak of the cross-correlation of 0.3 s of noise in and out, on a throwaway instance."""
-    ap = _make_backend(rate_hz)
-    frames = max(1, int(0.3 * rate_hz) // frame_samples)
-    noise = np.random.default_rng(0).normal(0, 3000, frames * frame_samples)
-    x = np.clip(noise, -32768, 32767).astype(np.int16)
-    zeros = np.zeros(frame_samples, np.int16)
-    y = np.concatenate([ap.process(x[i:i + frame_samples], zeros)
-                        for i in range(0, len(x), frame_samples)]).astype(np.float64)
-    max_lag = min(len(x) // 2, rate_hz // 20)
-    xs = x.astype(np.float64)
-    scores = [float(np.dot(xs[:len(xs) - k], y[k:])) for k in range(max_lag)]
-    return int(np.argmax(scores))

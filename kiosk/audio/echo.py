@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kiosk.audio.aec import AecStats, AecUnavailable, EchoCanceller
+from kiosk.audio.aec import AecStats, EchoCanceller
+from kiosk.audio.aec_backend import AecUnavailable
 from kiosk.ports import SAMPLE_RATE_HZ, Frame
 from kiosk.settings import AudioSettings
 

@@ -23,28 +23,11 @@ from websockets.sync.server import ServerConnection
 from kiosk.session import protocol as p
 from kiosk.sim.records import RealtimeConnection
 from kiosk.sim.responder import Response, ToolCall, new_id
+from kiosk.sim.session_shape import check_update, default_session, merge_update
 from kiosk.sim.vad import EnergyVad
 
 if TYPE_CHECKING:
     from kiosk.sim.simulator import Simulator
-
-
-def _default_session(model: str) -> dict[str, Any]:
-    # Exactly the fields of the SDK's session type (the live service adds an id and object).
-    return {"type": "realtime", "model": model, "output_modalities": ["audio"], "instructions": "",
-            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
-                                "transcription": None,
-                                "turn_detection": {"type": "server_vad", "threshold": 0.5,
-                                                   "prefix_padding_ms": 300,
-                                                   "silence_duration_ms": 500,
-                                                   "create_response": True,
-                                                   "interrupt_response": True}},
-                      "output": {"format": {"type": "audio/pcm", "rate": 24000},
-                                 "voice": "alloy"}}}
-
-
-_BETA_SESSION_FIELDS = ("modalities", "input_audio_format", "output_audio_format",
-                        "turn_detection", "input_audio_transcription", "voice")
 
 
 class RealtimeSession:
@@ -148,7 +131,7 @@ class RealtimeSession:
                        "have access to it.", param="model")
             self.close(p.CLOSE_BAD_REQUEST, "model not found")
             return
-        self._set_session(_default_session(model))
+        self._set_session(default_session(model))
         self.send({"type": "session.created", "session": self.rec.session})
         try:
             self._loop()
@@ -206,29 +189,14 @@ class RealtimeSession:
     # -- client events -----------------------------------------------------------------------
 
     def _session_update(self, event: dict[str, Any]) -> None:
-        session = event.get("session")
-        if not isinstance(session, dict):
-            self.error("missing_required_parameter", "Missing session.", param="session")
+        rejected = check_update(event.get("session"))
+        if rejected is not None:
+            self.error(rejected.code, rejected.message, param=rejected.param,
+                       event_id=event.get("event_id") if rejected.names_event else None)
+            if rejected.closes:
+                self.close(p.CLOSE_BAD_REQUEST, "beta api shape disabled")
             return
-        if session.get("type") != "realtime" or any(k in session for k in _BETA_SESSION_FIELDS):
-            self.error("beta_api_shape_disabled", "Beta session fields are no longer "
-                                                  "supported; use the GA session shape.")
-            self.close(p.CLOSE_BAD_REQUEST, "beta api shape disabled")
-            return
-        voice = session.get("audio", {}).get("output", {}).get("voice")
-        if voice is not None and voice not in p.REALTIME_VOICES:
-            self.error("invalid_value", f"Invalid value: '{voice}'.",
-                       param="session.audio.output.voice", event_id=event.get("event_id"))
-            return
-        speed = session.get("audio", {}).get("output", {}).get("speed")
-        if speed is not None and not (isinstance(speed, (int, float))
-                                      and not isinstance(speed, bool) and 0.25 <= speed <= 1.5):
-            self.error("invalid_value", f"Invalid 'session.audio.output.speed': {speed}; "
-                                        "expected a number from 0.25 to 1.5.",
-                       param="session.audio.output.speed", event_id=event.get("event_id"))
-            return
-        merged = json.loads(json.dumps(self.rec.session))
-        _deep_merge(merged, session)
+        merged = merge_update(self.rec.session, event["session"])
         self._set_session(merged)
         td = merged["audio"]["input"].get("turn_detection") or {}
         self.vad.silence_duration_ms = int(td.get("silence_duration_ms", 500))
@@ -404,11 +372,3 @@ _HANDLERS = {
     "conversation.item.delete": RealtimeSession._ignore,
     "conversation.item.retrieve": RealtimeSession._ignore,
 }
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
-        else:
-            base[key] = value

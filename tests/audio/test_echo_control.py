@@ -9,7 +9,8 @@ import logging
 import numpy as np
 import pytest
 
-from kiosk.audio.aec import AecUnavailable, EchoCanceller
+from kiosk.audio.aec import EchoCanceller
+from kiosk.audio.aec_backend import AecUnavailable
 from kiosk.audio.echo import EchoControl
 from kiosk.ports import Frame
 from kiosk.settings import AudioSettings
