@@ -241,10 +241,11 @@ def visits(ctx: Ctx, warmup: int, count: int, turn_every: int, rest_threads: int
     """RSS, threads and file descriptors at rest before and after `count` visits (press,
     listening, press; every `turn_every`-th also a question and its whole answer).
 
-    "At rest" is measured as after start-up: once the daemon is back to `rest_threads`
-    threads, i.e. it has closed its streams and shut PortAudio down (about a second after
-    `idle`). A sample taken at `idle` itself would still count the open streams' buffers,
-    which the daemon gives back a moment later; the peak with streams open is VmHWM."""
+    "At rest" is as after start-up: once the daemon is back to `rest_threads` threads, or at
+    most 10 s after `idle` (the status light's thread, started by the first visit, stays); it
+    closes its streams and shuts PortAudio down about a second after `idle`. A sample taken
+    at `idle` itself would still count the open streams' buffers, which the daemon gives back
+    a moment later; the peak with streams open is VmHWM."""
     d = ctx.daemon
 
     def visit(i: int) -> None:
