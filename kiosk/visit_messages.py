@@ -3,7 +3,7 @@
 The controller sends `Command` and `StartTestCall`, the speaker `PlaybackNote`; a visit's own
 I/O tasks report `LinkUp`, `ConnectFailed`, `ServerEvent` and `LinkDown`, each naming the visit
 (and link) it belongs to, so a late report from an ended visit or a replaced link is told apart
-and dropped (`kiosk.visit.Visit.handle`).
+and dropped (`kiosk.conversation` routes by visit, `kiosk.visit.Visit.handle` by link).
 """
 
 from __future__ import annotations
