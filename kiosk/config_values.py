@@ -1,5 +1,5 @@
 """Rules for single values of the YAML file: files and their modes, WAV files, URLs,
-colours, clock times and GPIO pins. `kiosk.config` walks the file and reports; these say
+colours, clock times and GPIO pins. `kiosk.config_checker` walks the file and reports; these say
 what is wrong with one value (None when nothing is)."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Validation rules understood by kiosk.config:
+# Validation rules understood by kiosk.config_checker:
 #   range=(lo, hi)      inclusive numeric range
 #   choices=(...)       allowed values
 #   kind="url"|"path"|"secret_file"|"device"|"pin"|"level"|"language"|"wav"
