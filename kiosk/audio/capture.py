@@ -39,6 +39,7 @@ from kiosk.audio.devices import (
     choose_format,
     close_stream,
     open_stream,
+    reported_latency_s,
     stream_is_active,
 )
 from kiosk.ports import Frame
@@ -261,12 +262,7 @@ class Capture:
     def input_latency_s(self) -> float:
         """From sound entering the microphone to its block reaching the callback, as
         PortAudio reports it (0 when the host reports nothing; bounded to 0.5 s)."""
-        info = self._time_info
-        try:
-            lat = float(info["current_time"]) - float(info["input_buffer_adc_time"])
-        except (KeyError, TypeError, ValueError):
-            return 0.0
-        return min(max(lat, 0.0), 0.5)
+        return reported_latency_s(self._time_info, "input")
 
     def set_gate(self, closed: bool) -> None:
         """Echo gate: while closed, captured audio is discarded in the callback."""

@@ -224,6 +224,20 @@ def open_stream(pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, r
             f"{describe_available(list_devices(pa), direction)}.") from None
 
 
+def reported_latency_s(time_info: dict, direction: Direction) -> float:
+    """What a callback's `time_info` says of the device's latency: from sound entering the
+    microphone to its block reaching the callback (input), or from the callback to its block
+    leaving the speaker (output). 0 when the host reports nothing; bounded to 0.5 s."""
+    try:
+        if direction == "input":
+            lat = float(time_info["current_time"]) - float(time_info["input_buffer_adc_time"])
+        else:
+            lat = float(time_info["output_buffer_dac_time"]) - float(time_info["current_time"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return min(max(lat, 0.0), 0.5)
+
+
 def close_stream(stream: pyaudio.Stream | None) -> None:
     """Close a stream without draining it: a stalled or unplugged device must not hang us."""
     if stream is None:

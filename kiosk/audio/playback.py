@@ -38,6 +38,7 @@ from kiosk.audio.devices import (
     choose_format,
     close_stream,
     open_stream,
+    reported_latency_s,
     stream_is_active,
 )
 from kiosk.audio.playback_queue import (
@@ -45,7 +46,6 @@ from kiosk.audio.playback_queue import (
     FADE_MS,
     DeviceBuffers,
     PlaybackQueue,
-    output_latency_s,
     volume_gain,
 )
 from kiosk.settings import AudioSettings
@@ -282,4 +282,4 @@ class Playback:
         mono = dev.quiet[:n] if block is None else block[:n * dev.channels:dev.channels]
         if dev.to_24k is not None:
             mono = dev.to_24k.process(np.ascontiguousarray(mono))
-        reference(mono, now + output_latency_s(time_info))
+        reference(mono, now + reported_latency_s(time_info, "output"))

@@ -4,9 +4,9 @@ block is rendered from them.
 `PlaybackQueue` keeps the per-item bookkeeping (where each item starts and ends in the ring,
 how much of it reached the device, which items were flushed) and the format-dependent buffers
 (`DeviceBuffers`, swapped as one object when the device format changes). `render` is the
-audio thread's step: the next block of device frames, faded and mixed. It knows nothing of
-PortAudio or of who listens: `kiosk.audio.playback.Playback` owns the stream, calls in, and
-hands the (kind, item_id) notes it gets back to its listener.
+audio thread's step: the next block of device frames, faded and mixed. It owns no stream and
+knows no listener: `kiosk.audio.playback.Playback` owns the stream, calls in, and hands the
+(kind, item_id) notes it gets back to its listener.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kiosk.audio.devices import reported_latency_s
 from kiosk.audio.resample import StreamResampler
 from kiosk.audio.ringbuffer import RingBuffer
 from kiosk.ports import SAMPLE_RATE_HZ
@@ -32,16 +33,6 @@ def volume_gain(percent: int) -> float:
     """Volume 0-100 to an amplitude factor; squared so the steps sound even to the ear."""
     p = min(100, max(0, int(percent))) / 100.0
     return p * p
-
-
-def output_latency_s(time_info: dict) -> float:
-    """From the callback to its block leaving the speaker, as PortAudio reports it (0 when
-    the host reports nothing; bounded to 0.5 s)."""
-    try:
-        lat = float(time_info["output_buffer_dac_time"]) - float(time_info["current_time"])
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-    return min(max(lat, 0.0), 0.5)
 
 
 @dataclass
@@ -337,7 +328,7 @@ class PlaybackQueue:
 
     def _tail_s(self) -> float:
         """Seconds until what was handed over last is heard (for the echo gate's tail)."""
-        return output_latency_s(self._time_info) + 0.05
+        return reported_latency_s(self._time_info, "output") + 0.05
 
 
 def _fade_in(data: np.ndarray, ramp: np.ndarray) -> np.ndarray:
