@@ -6,15 +6,16 @@ exist -- and a supervisor thread retries every ``device_retry_s``, re-initialisi
 each time (PortAudio only scans for devices when it starts, so this is how a replugged USB
 device is found). When both devices open again it reports ``("ready", message)``.
 
-A stream runs only while something needs it: the microphone while a visit keeps it armed, the
-speaker while it has something to play (an answer, a cue, the device's tail). Idle, both are
-closed and PortAudio itself is shut down (its device probing maps ~19 MiB of ALSA plugins and
-keeps its threads); the supervisor sleeps until capture.arm() or anything to play wakes it,
-then reopens what is needed: about 1-5 ms for the speaker and 40 ms to the first microphone
-callback through PulseAudio, plus PortAudio's start (40 ms here). Stopped-but-open streams
-were tried first: restarting one whose device had vanished hung inside PortAudio; reopening
-fails cleanly instead. `audio.stop_when_idle: false` keeps both running all the time (for a
-USB speaker that clicks when its stream starts).
+A stream runs only while something needs it: the microphone while a visit keeps it armed
+(with the echo gate, not while seconds of an answer are still queued: all it hears then is
+dropped), the speaker while it has something to play (an answer, a cue, the device's tail).
+Idle, both are closed and PortAudio itself is shut down (its device probing maps ~19 MiB of
+ALSA plugins and keeps its threads); the supervisor sleeps until capture.arm() or anything to
+play wakes it, then reopens what is needed: about 1-5 ms for the speaker and 40 ms to the
+first microphone callback through PulseAudio, plus PortAudio's start (40 ms here).
+Stopped-but-open streams were tried first: restarting one whose device had vanished hung
+inside PortAudio; reopening fails cleanly instead. `audio.stop_when_idle: false` keeps both
+running all the time (for a USB speaker that clicks when its stream starts).
 
 While a stream runs the supervisor watches it: when PortAudio ends it, or its callbacks stop
 arriving (an unplugged device, a stalled sound server), it reports ``"lost"``, closes
@@ -51,6 +52,13 @@ from kiosk.settings import AudioSettings
 log = logging.getLogger(__name__)
 
 EngineListener = Callable[[str, str], None]
+
+# The echo gate's microphone rest during an answer (see AudioEngine._mic_wanted). It closes
+# after `idle_grace_s` with at least this much answer still queued (so it rests >= 2 s; a
+# reopening costs more than a second of running), and reopens with this much left: the
+# supervisor looks every 0.25 s and a reopening takes ~40 ms here, a few times that on a Pi.
+MIC_REST_AHEAD_S = 3.0
+MIC_WAKE_AHEAD_S = 1.0
 
 
 class AudioEngine:
@@ -194,7 +202,7 @@ class AudioEngine:
             return self.settings.device_retry_s
         try:
             for what, port, wanted in (("speaker", self.playback, self.playback.busy),
-                                       ("microphone", self.capture, self.capture.armed)):
+                                       ("microphone", self.capture, self._mic_wanted())):
                 self._follow(what, port, wanted or not self.settings.stop_when_idle, now)
         except AudioDeviceError as exc:
             self._lose(f"{exc} Retrying every {self.settings.device_retry_s:g} s.")
@@ -203,6 +211,18 @@ class AudioEngine:
             self._release_portaudio()
             return None
         return poll_s
+
+    def _mic_wanted(self) -> bool:
+        """A visit keeps the microphone armed; with the echo gate, whatever it hears while
+        an answer plays is dropped anyway, so it rests while seconds of answer are still
+        queued (the service sends them faster than they play) and opens again with a second
+        left, so it runs before the gate opens: a patient loses no word after the answer."""
+        if not self.capture.armed:
+            return False
+        if self.echo.effective != "gate":
+            return True  # aec and none: the patient may interrupt by voice
+        ahead = self.playback.ahead_s
+        return ahead < (MIC_REST_AHEAD_S if self.capture.is_open else MIC_WAKE_AHEAD_S)
 
     def _follow(self, what: str, port: Capture | Playback, wanted: bool, now: float) -> None:
         """Open a stream that is needed (the speaker first: a chime waits for it), close one

@@ -212,6 +212,9 @@ class Playback:
         current, played = self._q.flush(keep_cue, self.stream_active)
         if current is not None:
             self._emit("flushed", current)
+        wake = self._wake
+        if wake is not None:  # the engine reopens the microphone it rested for the answer
+            wake()
         return played
 
     def played_ms(self, item_id: str) -> int:
@@ -222,6 +225,11 @@ class Playback:
     def busy(self) -> bool:
         """True while answer or cue audio is queued or playing, plus the device's latency."""
         return self._q.busy
+
+    @property
+    def ahead_s(self) -> float:
+        """Seconds of answer audio queued and not yet handed to the device (0 once flushed)."""
+        return self._q.ahead_s
 
     # -- cues ----------------------------------------------------------------------------
 

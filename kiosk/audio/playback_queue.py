@@ -195,6 +195,14 @@ class PlaybackQueue:
         return bool(self._items) or self._cue is not None or \
             time.monotonic() < self._busy_until
 
+    @property
+    def ahead_s(self) -> float:
+        """Seconds of answer audio queued and not yet handed to the device (0 once flushed)."""
+        dev = self.dev
+        if not self._items or self._flush_to is not None:
+            return 0.0
+        return dev.ring.available / dev.rate_hz
+
     # -- cue -----------------------------------------------------------------------------
 
     def set_cue(self, pcm_24k: np.ndarray, gain: float) -> None:

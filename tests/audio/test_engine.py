@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import time
 
@@ -247,3 +248,67 @@ def test_a_device_unplugged_while_paused_is_found_at_the_next_visit(rig, engine_
         engine.capture.disarm()
     wait_for(events, "ready")
     assert hears_tone(rig, engine)
+
+
+def _wait(predicate, what: str, timeout_s: float = 10.0) -> float:
+    """Wait for `predicate()`; returns when it became true (monotonic)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def _answer(engine: AudioEngine, seconds: float) -> None:
+    """A whole answer queued at once, as the service sends it (faster than it plays)."""
+    engine.playback.write("item_answer", tone(440.0, seconds, amplitude=0.1).tobytes())
+    engine.playback.end_item("item_answer")
+
+
+def test_with_the_echo_gate_the_microphone_rests_during_an_answer_and_is_back_before_it_ends(
+        rig, engine_events):
+    """The gate drops what the microphone hears while the kiosk speaks, so its stream closes
+    while seconds of answer are queued, and runs again before the answer ends: the first
+    words after it are heard."""
+    make, _ = engine_events
+    engine = make()
+    assert engine.start()
+    engine.capture.arm()  # a visit
+    _wait(lambda: engine.capture.is_open, "the armed microphone did not open")
+    _answer(engine, 6.0)
+    _wait(lambda: not engine.capture.is_open, "the microphone kept running under the gate")
+    assert engine.playback.ahead_s >= 1.5  # rested with seconds of answer still to play
+    _wait(lambda: engine.capture.is_open, "the microphone did not come back", 10.0)
+    left = engine.playback.ahead_s
+    assert engine.playback.busy and left > 0.3, f"back only {left:.2f} s before the end"
+    _wait(lambda: not engine.playback.busy, "the answer did not end", 10.0)
+    assert engine.capture.is_open and engine.alive()
+    assert hears_tone(rig, engine)
+
+
+def test_a_flushed_answer_brings_the_resting_microphone_back_at_once(rig, engine_events):
+    make, _ = engine_events
+    engine = make()
+    assert engine.start()
+    engine.capture.arm()
+    _wait(lambda: engine.capture.is_open, "the armed microphone did not open")
+    _answer(engine, 8.0)
+    _wait(lambda: not engine.capture.is_open, "the microphone kept running under the gate")
+    flushed = time.monotonic()
+    engine.playback.flush()  # the patient pressed the button to interrupt
+    back = _wait(lambda: engine.capture.is_open, "the microphone did not come back", 2.0)
+    assert back - flushed < 0.2  # woken by the flush, not by the next 0.25 s look
+
+
+def test_without_the_gate_the_microphone_keeps_running_through_an_answer(rig, engine_events):
+    """echo_mode none (and aec): the patient may interrupt by voice, so the mic never rests."""
+    make, _ = engine_events
+    engine = make(dataclasses.replace(SETTINGS, echo_mode="none"))
+    assert engine.start()
+    engine.capture.arm()
+    _wait(lambda: engine.capture.is_open, "the armed microphone did not open")
+    _answer(engine, 3.5)
+    _wait(lambda: engine.playback.busy, "the answer did not start")
+    while engine.playback.busy:
+        assert engine.capture.is_open, "the microphone rested although the patient may speak"
+        time.sleep(0.05)
