@@ -40,6 +40,7 @@ from bench.harness import (  # noqa: E402
     Reaper,
     bench_config,
     interrupt_on_sigterm,
+    unit_environment,
 )
 from bench.procstat import python_thread_names, sample  # noqa: E402
 from kiosk.audio.playback import BLOCK_MS  # noqa: E402
@@ -112,6 +113,9 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
     for key, value, why in changes:
         shown = "<file>" if key.endswith("_file") else value
         print(f"  {key}: {shown}  ({why})")
+    unit_env = " ".join(f"{k}={v}" for k, v in unit_environment().items()) or "none"
+    print(f"environment: the unit's Environment= ({unit_env}), its WatchdogSec=30; the "
+          "modules byte-compiled for it, as install.sh does")
     print("simulator: its own process; answers streamed 4x faster than real time "
           "(stream_speed 4), 100 ms per delta", flush=True)
 

@@ -179,6 +179,11 @@ install_venv() {
         [[ -x $VENV_DIR/bin/python ]] || "$PYTHON" -m venv "$VENV_DIR"
         "$VENV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check "$SOURCE"
     fi
+    # The unit runs Python with PYTHONOPTIMIZE=2 and the venv is read-only to the service:
+    # without these .opt-2.pyc files every start would compile the kiosk and its libraries in
+    # memory. (Paths inside them name the installed system, also under --root.)
+    "$VENV_DIR/bin/python" -OO -m compileall -q -j 0 ${ROOT:+-s "$ROOT" -p /} "$VENV_DIR/lib" \
+        >/dev/null
     if [[ -n $ROOT ]]; then
         # Scripts name their interpreter by absolute path: make it the installed system's.
         grep -rlF --null "$VENV_DIR" "$VENV_DIR/bin" | xargs -0r sed -i "s|$VENV_DIR|$VENV_PATH|g"

@@ -34,6 +34,7 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
     assert out.returncode in (0, 1), f"{text}\n{out.stderr}"
     assert "Traceback" not in out.stderr, out.stderr
     assert "gpio.pin_factory: mock" in text  # the settings that differ are listed
+    assert "Environment= (PYTHONOPTIMIZE=2)" in text  # run as the unit runs it
     rows = {
         "idle: CPU-s per s": 1, "idle: wake-ups per s": 1,
         "listening: CPU-s per audio s": 3, "speaking: CPU-s per audio s": 3,
@@ -68,3 +69,14 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
         if workdir[1] in cmd:
             leftovers.append(cmd)
     assert not leftovers, leftovers
+
+
+def test_the_daemon_gets_the_environment_the_unit_gives_it(tmp_path):
+    """bench.harness reads Environment= of [Service] only, with systemd's quoting."""
+    from bench.harness import unit_environment
+
+    assert unit_environment()["PYTHONOPTIMIZE"] == "2"  # the real unit file
+    unit = tmp_path / "x.service"
+    unit.write_text("[Unit]\nEnvironment=NOT=this\n[Service]\nType=notify\n"
+                    'Environment=A=1 "B=two words"\nEnvironment=C=3\n[Install]\n')
+    assert unit_environment(unit) == {"A": "1", "B": "two words", "C": "3"}

@@ -208,9 +208,12 @@ def test_apt_install_resolves_depends_and_starts_the_service(
     box.run(["setpriv", "--reuid=voice-kiosk", "--regid=voice-kiosk", "--init-groups",
              "touch", probe], check=True)
     box.run(["rm", probe], check=True)
-    # Byte-compiled at install (py3compile), so nothing dpkg owns is a cache file.
+    # Byte-compiled at install (py3compile, and postinst for the unit's PYTHONOPTIMIZE=2),
+    # so nothing dpkg owns is a cache file and no start compiles in memory.
     compiled = box.run(["find", L["KIOSK_VENV"], "-name", "*.pyc"], check=True).stdout.split()
     assert any("/kiosk/__pycache__/" in path for path in compiled), compiled[:5]
+    assert any(path.endswith("/kiosk/__pycache__/daemon.cpython-311.opt-2.pyc")
+               for path in compiled), compiled[:5]
     owned = box.run(["dpkg", "-L", "voice-kiosk"], check=True).stdout
     assert ".pyc" not in owned and "__pycache__" not in owned
 

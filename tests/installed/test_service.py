@@ -29,6 +29,7 @@ from tests.installed.kiosk_service import (
     SIM_F0_HZ,
     STATES,
     UNIT,
+    VENV_PYTHON,
     Entry,
     Service,
     analyse,
@@ -129,6 +130,28 @@ def test_install_starts_the_service_with_a_state_word(installed: Result, box: Co
     assert box.run(["systemctl", "is-active", UNIT]).stdout.strip() == "active"
     assert service.state_word() in STATES, service.status_text()
     assert box.run(["systemctl", "is-enabled", UNIT]).stdout.strip() == "enabled"
+
+
+def test_the_service_runs_without_docstrings_from_modules_compiled_at_install(
+        installed: Result, box: Container, service: Service) -> None:
+    """The unit's PYTHONOPTIMIZE=2 reaches the daemon, and install.sh compiled the kiosk and
+    its libraries for it (the venv is read-only to the service: nothing is compiled at a
+    start, in memory, again and again)."""
+    pid = service.show("MainPID")["MainPID"]
+    environ = box.read(f"/proc/{pid}/environ").split("\0")
+    assert "PYTHONOPTIMIZE=2" in environ
+    venv_lib = VENV_PYTHON.replace("/bin/python", "/lib")
+    compiled = box.run(["find", venv_lib, "-name", "*.opt-2.pyc"],
+                       check=True).stdout.split()
+    for module in ("kiosk/__pycache__/daemon", "numpy/__pycache__/__init__",
+                   "gpiozero/__pycache__/__init__"):
+        assert any(f"/{module}.cpython-311.opt-2.pyc" in path for path in compiled), module
+    # As the service's user: the module comes from that file, without its docstring.
+    script = ("import os, sys, kiosk.daemon as d; c = d.__spec__.cached; "
+              "print(d.__doc__, sys.flags.optimize, c.endswith('.opt-2.pyc'), os.path.exists(c))")
+    ran = box.run(["setpriv", "--reuid=voice-kiosk", "--regid=voice-kiosk", "--init-groups",
+                   "env", "PYTHONOPTIMIZE=2", VENV_PYTHON, "-c", script], check=True)
+    assert ran.stdout.split() == ["None", "2", "True", "True"], ran.stdout
 
 
 def test_key_reaches_the_kiosk_only_through_loadcredential(gateway: dict[str, str],
