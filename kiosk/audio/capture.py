@@ -42,6 +42,7 @@ from kiosk.audio.devices import (
     reported_latency_s,
     stream_is_active,
 )
+from kiosk.audio.thread_state import ThreadStatePin
 from kiosk.ports import Frame
 from kiosk.settings import AudioSettings
 
@@ -96,6 +97,7 @@ class Capture:
         # on the reader's thread, never in the callback.
         self._echo: FrameCleaner | None = None
         self._time_info: dict = {}  # PortAudio's clock of the latest callback (input latency)
+        self.thread_state = ThreadStatePin()  # one Python thread state per stream
 
     # -- device side -------------------------------------------------------------------
 
@@ -117,14 +119,22 @@ class Capture:
         assert self._pipe is not None
         self.last_callback_at = time.monotonic()  # grace period until the first callback
         self._stream = open_stream(pa, device, "input", rate, ch, self._pipe.block,
-                                   self.callback)
+                                   self.callback, self.thread_state)
         self._pa, self._device = pa, device
         self.device_name = device.name
 
     def close(self) -> None:
         """Close the stream (abort, never drain: a stalled device must not hang us)."""
+        close_stream(self._detach())
+
+    def _detach(self) -> pyaudio.Stream | None:
+        """The stream, no longer ours (`is_open` is False), for `close_stream`; its callback
+        thread has given its Python thread state back first (one block's wait)."""
+        p = self._pipe
+        block_s = p.block / p.rate_hz if p else 0.1
+        self.thread_state.drop(self.stream_active(), 2 * block_s + 0.05)
         stream, self._stream = self._stream, None
-        close_stream(stream)
+        return stream
 
     @property
     def is_open(self) -> bool:
@@ -138,8 +148,7 @@ class Capture:
         """Close the stream while no visit needs it: no callbacks, no sound-server threads.
         Audio kept so far (armed) and the format are kept for `resume`; when not armed the
         buffers are rebuilt, so their pages return to the system."""
-        stream, self._stream = self._stream, None
-        close_stream(stream)
+        close_stream(self._detach())
         p = self._pipe
         if p is not None and not self._armed:
             self.prepare(p.rate_hz, p.channels)

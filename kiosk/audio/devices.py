@@ -21,10 +21,11 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pyaudio
 
+from kiosk.audio.thread_state import ThreadStatePin
 from kiosk.ports import SAMPLE_RATE_HZ
 
 Direction = Literal["input", "output"]
@@ -206,10 +207,19 @@ def choose_format(pa: pyaudio.PyAudio, dev: DeviceInfo, direction: Direction,
 
 def open_stream(pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, rate: int,
                 channels: int, block: int,
-                callback: Callable[..., tuple[bytes | None, int]]) -> pyaudio.Stream:
+                callback: Callable[..., tuple[bytes | None, int]],
+                pin: ThreadStatePin | None = None) -> pyaudio.Stream:
     """Open and start a 16-bit callback stream; AudioDeviceError (naming the device and listing
-    the ones that exist) when the device refuses."""
+    the ones that exist) when the device refuses. With `pin`, the callback thread keeps one
+    Python thread state (kiosk/audio/thread_state.py): `pin.drop` it before closing."""
     what = "microphone" if direction == "input" else "speaker"
+    if pin is not None:
+        pin.stream_opens()
+        inner = callback
+
+        def callback(*args: Any) -> tuple[bytes | None, int]:
+            pin.enter()
+            return inner(*args)
     try:
         with quiet_stderr():
             return pa.open(format=pyaudio.paInt16, channels=channels, rate=rate,

@@ -48,6 +48,7 @@ from kiosk.audio.playback_queue import (
     PlaybackQueue,
     volume_gain,
 )
+from kiosk.audio.thread_state import ThreadStatePin
 from kiosk.settings import AudioSettings
 
 # BLOCK_MS, FADE_MS and volume_gain live with the queue; they stay importable from here.
@@ -77,6 +78,7 @@ class Playback:
         self.callback_errors = 0
         """Callbacks that raised (each one played silence); the engine reports them."""
         self.last_callback_error: BaseException | None = None
+        self.thread_state = ThreadStatePin()  # one Python thread state per stream
 
     @property
     def underruns(self) -> int:
@@ -96,15 +98,14 @@ class Playback:
         self.prepare(rate, ch)
         self.last_callback_at = time.monotonic()
         self._stream = open_stream(pa, device, "output", rate, ch, self._q.dev.block,
-                                   self.callback)
+                                   self.callback, self.thread_state)
         self._pa, self._device = pa, device
         self.device_name = device.name
 
     def close(self) -> None:
         """Close the stream (abort: a stalled device must not hang us); the queue is dropped
         and an item that was playing is reported as flushed."""
-        stream, self._stream = self._stream, None
-        close_stream(stream)
+        close_stream(self._detach())
         for item_id in self._q.drop_all():
             self._emit("flushed", item_id)
 
@@ -112,6 +113,13 @@ class Playback:
         """Close the stream (end of the process)."""
         self.close()
         self._listener = None
+
+    def _detach(self) -> pyaudio.Stream | None:
+        """The stream, no longer ours (`is_open` is False), for `close_stream`; its callback
+        thread has given its Python thread state back first (one block's wait)."""
+        self.thread_state.drop(self.stream_active(), 2 * BLOCK_MS / 1000 + 0.05)
+        stream, self._stream = self._stream, None
+        return stream
 
     @property
     def is_open(self) -> bool:
@@ -125,8 +133,7 @@ class Playback:
         """Close the stream while nothing plays: no callbacks, no sound-server threads. When
         nothing is queued the buffers are rebuilt, so their pages return to the system (the
         answer ring is two minutes long)."""
-        stream, self._stream = self._stream, None
-        close_stream(stream)
+        close_stream(self._detach())
         self._q.release_if_idle()
 
     def resume(self, pa: pyaudio.PyAudio, device: DeviceInfo) -> None:
@@ -141,7 +148,7 @@ class Playback:
             self.prepare(rate, ch)
         self.last_callback_at = time.monotonic()  # grace period until the first callback
         self._stream = open_stream(pa, device, "output", rate, ch, self._q.dev.block,
-                                   self.callback)
+                                   self.callback, self.thread_state)
         self._pa, self._device = pa, device
         self.device_name = device.name
 
