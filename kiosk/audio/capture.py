@@ -159,14 +159,21 @@ class Capture:
         device still offers the same format. Raises `AudioDeviceError`."""
         if self._stream is not None:
             return
-        rate, ch = choose_format(pa, device, "input", None)
         p = self._pipe
+        if p is not None and pa is self._pa and device.name == self.device_name:
+            # This PortAudio opened this device in this format already. Asking again would
+            # hold the GIL (PyAudio does) while ALSA opens the device, and stall the speaker's
+            # callback: this reopening comes during or right after an answer.
+            rate, ch = p.rate_hz, p.channels
+        else:
+            rate, ch = choose_format(pa, device, "input", None)
         if p is None or (p.rate_hz, p.channels) != (rate, ch):
             self.prepare(rate, ch)
             p = self._pipe
         assert p is not None
         self.last_callback_at = time.monotonic()  # grace period until the first callback
-        self._stream = open_stream(pa, device, "input", rate, ch, p.block, self.callback)
+        self._stream = open_stream(pa, device, "input", rate, ch, p.block, self.callback,
+                                   self.thread_state)
         self._pa, self._device = pa, device
         self.device_name = device.name
 
