@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pyaudio
 import pytest
 
 from kiosk.audio.capture import Capture
@@ -231,6 +232,36 @@ def test_every_frame_passes_through_the_echo_control_and_arm_starts_a_visit(rig)
         cap.arm()  # the next visit
         assert echo.stats().aec.frames == 0  # type: ignore[union-attr]
         cap.disarm()
+    finally:
+        cap.close()
+        pa.terminate()
+
+
+def test_reopening_on_the_same_portaudio_does_not_ask_the_device_again(rig, monkeypatch):
+    """PyAudio holds the GIL while it asks a device for a format: a reopening during an
+    answer must not (the speaker's callback would wait), a new PortAudio must."""
+    pa = open_portaudio()
+    cap = Capture(AudioSettings(frame_ms=20))
+    asked: list[int] = []
+    try:
+        dev = find_device(pa, MIC_DEVICE, "input")
+        cap.open(pa, dev)
+        cap.pause()
+        real = pyaudio.PyAudio.is_format_supported
+        monkeypatch.setattr(pyaudio.PyAudio, "is_format_supported",
+                            lambda self, *a, **k: asked.append(1) or real(self, *a, **k))
+        cap.resume(pa, dev)
+        assert cap.is_open and asked == []
+        pcm, frames = capture_tone(rig, cap, 1000.0, 24000)
+        check_tone(pcm, frames, 1000.0, 20)
+        cap.pause()
+        pa2 = open_portaudio()
+        try:
+            cap.resume(pa2, find_device(pa2, MIC_DEVICE, "input"))
+            assert cap.is_open and asked  # another PortAudio: the format is checked again
+        finally:
+            cap.close()
+            pa2.terminate()
     finally:
         cap.close()
         pa.terminate()
