@@ -130,9 +130,7 @@ class Capture:
     def _detach(self) -> pyaudio.Stream | None:
         """The stream, no longer ours (`is_open` is False), for `close_stream`; its callback
         thread has given its Python thread state back first (one block's wait)."""
-        p = self._pipe
-        block_s = p.block / p.rate_hz if p else 0.1
-        self.thread_state.drop(self.stream_active(), 2 * block_s + 0.05)
+        self.thread_state.drop(self.stream_active())
         stream, self._stream = self._stream, None
         return stream
 

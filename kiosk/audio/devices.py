@@ -214,7 +214,7 @@ def open_stream(pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, r
     Python thread state (kiosk/audio/thread_state.py): `pin.drop` it before closing."""
     what = "microphone" if direction == "input" else "speaker"
     if pin is not None:
-        pin.stream_opens()
+        pin.stream_opens(block / rate)
         inner = callback
 
         def callback(*args: Any) -> tuple[bytes | None, int]:

@@ -117,7 +117,7 @@ class Playback:
     def _detach(self) -> pyaudio.Stream | None:
         """The stream, no longer ours (`is_open` is False), for `close_stream`; its callback
         thread has given its Python thread state back first (one block's wait)."""
-        self.thread_state.drop(self.stream_active(), 2 * BLOCK_MS / 1000 + 0.05)
+        self.thread_state.drop(self.stream_active())
         stream, self._stream = self._stream, None
         return stream
 

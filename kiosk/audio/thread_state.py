@@ -35,18 +35,23 @@ class ThreadStatePin:
         self._thread: int | None = None  # the callback thread that holds it
         self._drop = False
         self._dropped = threading.Event()
+        self._block_s = 0.1  # the stream's callback period: how long `drop` waits
         self.kept = 0
         """States left behind because no callback came to drop them (a stalled device)."""
 
-    def stream_opens(self) -> None:
-        """Before the stream's first callback: the next callback takes the reference."""
+    def stream_opens(self, block_s: float) -> None:
+        """Before the stream's first callback (one every `block_s`): the next callback takes
+        the reference."""
         with self._lock:
             self._state, self._thread, self._drop = None, None, False
+            self._block_s = block_s
             self._dropped.clear()
 
     def enter(self) -> None:
         """First thing in every callback (GIL held, on PortAudio's thread)."""
         me = threading.get_ident()
+        if self._thread == me and not self._drop:
+            return  # held already: the steady case costs no lock
         with self._lock:
             if self._drop:
                 if self._state is not None and self._thread == me:
@@ -57,15 +62,15 @@ class ThreadStatePin:
                 self._thread = me
                 self._state = _ensure()  # the thread holds the GIL: this only counts up
 
-    def drop(self, stream_running: bool, wait_s: float) -> None:
+    def drop(self, stream_running: bool) -> None:
         """Before closing the stream: the next callback gives the reference back; waits for
-        it at most `wait_s` (only while the stream still runs)."""
+        it two blocks at most (only while the stream still runs)."""
         with self._lock:
             self._drop = True
             if self._state is None:
                 return
         if stream_running:
-            self._dropped.wait(wait_s)
+            self._dropped.wait(2 * self._block_s + 0.05)
         with self._lock:
             if self._state is not None:  # no callback came: the thread ends with it kept
                 self._state = None

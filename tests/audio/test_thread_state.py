@@ -54,7 +54,7 @@ def _run(direction: str, pin: ThreadStatePin | None, seconds: float = 0.6):
         while len(seen) < seconds * 50 and time.monotonic() < deadline:
             time.sleep(0.02)
         if pin is not None:
-            pin.drop(stream.is_active(), 2 * block / 24000 + 0.05)
+            pin.drop(stream.is_active())
         close_stream(stream)
     finally:
         pa.terminate()
@@ -87,7 +87,7 @@ def test_a_stream_that_stopped_calling_back_is_closed_without_waiting_long():
     """A stalled device: no callback comes to give the state back; the closer waits two
     blocks at most, then counts the state as kept (it ends with its thread)."""
     pin = ThreadStatePin()
-    pin.stream_opens()
+    pin.stream_opens(0.025)  # drop waits two blocks and 50 ms: 0.1 s
     entered = threading.Event()
     stop = threading.Event()
 
@@ -101,7 +101,7 @@ def test_a_stream_that_stopped_calling_back_is_closed_without_waiting_long():
     try:
         assert entered.wait(5)
         began = time.monotonic()
-        pin.drop(stream_running=True, wait_s=0.1)
+        pin.drop(stream_running=True)
         assert 0.09 <= time.monotonic() - began < 1.0
         assert pin.kept == 1
     finally:
