@@ -84,6 +84,10 @@ class Window:
     def per_second(self, value: float, seconds: float | None = None) -> float:
         return value / (seconds if seconds is not None else self.wall_s)
 
+    def cpu_s_named(self, comm: str) -> float:
+        """CPU-s of the threads called `comm` (kernel name) alive at the end of the window."""
+        return sum(cpu for t, cpu, _ in self.threads() if t.comm == comm)
+
     def threads(self) -> list[tuple[ThreadSample, float, int]]:
         """(thread, CPU-s, switches) per thread alive at the end, most wake-ups first."""
         before = self.start.per_thread

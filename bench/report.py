@@ -10,6 +10,9 @@ from bench.phases import Endurance, Measured, median
 from bench.procstat import Window, describe_thread
 
 MIB = 1024.0
+# libpulse's client thread (one per stream; PortAudio -> ALSA's pulse plugin -> the rig's
+# PulseAudio). A kiosk whose ALSA device is the sound card itself has no such thread.
+SOUND_SERVER_CLIENT = "threaded-ml"
 
 
 @dataclass
@@ -107,6 +110,14 @@ def table(r: Results) -> list[str]:
         lines.append(_row(f"{label}: CPU-s per audio s ({kiosk.audio_s:.0f} s)",
                           f"{kiosk.cpu_per_audio_s:.4f}", f"{naive.cpu_per_audio_s:.4f}",
                           f"{ratio:.2f}x", goal))
+        k_client, n_client = (m.window.cpu_s_named(SOUND_SERVER_CLIENT) / m.audio_s
+                              for m in (kiosk, naive))
+        lines.append(_row("  of which PulseAudio client threads", f"{k_client:.4f}",
+                          f"{n_client:.4f}"))
+        k_rest, n_rest = kiosk.cpu_per_audio_s - k_client, naive.cpu_per_audio_s - n_client
+        lines.append(_row("  the rest (no sound server: ALSA direct)", f"{k_rest:.4f}",
+                          f"{n_rest:.4f}", f"{k_rest / n_rest:.2f}x" if n_rest > 0 else "",
+                          "(reported)"))
         lines.append(_row(f"{label}: wake-ups per s", f"{kiosk.wakeups_per_s:.0f}",
                           f"{naive.wakeups_per_s:.0f}"))
         lines.append(_row(f"{label}: threads", str(kiosk.window.end.threads),

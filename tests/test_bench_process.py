@@ -43,6 +43,7 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
         "press -> connecting (STATUS=)": 2, "press -> first audio sent": 2,
         "words from 300 ms on received, % (min)": 1, "the kiosk's share": 2,
         "barge-in -> silence on the speaker": 2,
+        "of which PulseAudio client threads": 2, "the rest (no sound server: ALSA direct)": 2,
     }
     for row, numbers in rows.items():
         line = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith(row)),
@@ -69,6 +70,25 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
         if workdir[1] in cmd:
             leftovers.append(cmd)
     assert not leftovers, leftovers
+
+
+def test_a_window_splits_out_the_cpu_of_threads_by_kernel_name():
+    """The table's "of which PulseAudio client threads": only threads of that name, only
+    what they spent inside the window, and only the ones alive at its end."""
+    from bench.procstat import CLK_TCK, ProcSample, ThreadSample, Window
+
+    def at(t: float, threads: dict[int, tuple[str, int]]) -> ProcSample:
+        per = {tid: ThreadSample(tid, comm, ticks, 0, "") for tid, (comm, ticks) in
+               threads.items()}
+        return ProcSample(1, t, sum(ticks for _, ticks in threads.values()), 0, 0, len(per),
+                          per)
+
+    start = at(0.0, {1: ("voice-kiosk", 50), 2: ("threaded-ml", 30), 3: ("threaded-ml", 7)})
+    end = at(10.0, {1: ("voice-kiosk", 90), 2: ("threaded-ml", 42), 4: ("threaded-ml", 5)})
+    window = Window(start, end)
+    ticks = 12 + 5  # thread 2's growth, thread 4 from its birth; 3 ended, 1 is not named so
+    assert window.cpu_s_named("threaded-ml") == pytest.approx(ticks / CLK_TCK)
+    assert window.cpu_s_named("nothing") == 0
 
 
 def test_the_daemon_gets_the_environment_the_unit_gives_it(tmp_path):
