@@ -24,6 +24,14 @@ from kiosk.sim.remote import SimulatorProcess
 
 NAIVE = str(Path(__file__).resolve().parent / "naive.py")
 WARM_S = 1.0  # after a stream starts, before its CPU window opens
+# How the virtual patient's pacat feeds the microphone in the listening windows. PulseAudio
+# runs the microphone's sink at a quarter of the feeder's latency: the rig's usual 20 ms make
+# it 5 ms and wake every recorder ~200 times a second, a pace no microphone imposes (a
+# sound server's source follows its recorders' latency, ALSA wakes a program per period it
+# asked for). 200 ms leave the sink at its own 50 ms, as when nobody speaks (pactl list
+# sinks: "configured 50000 usec"). The 5 ms pace is measured too, and reported.
+PATIENT_LATENCY_MS = 200
+RIG_LATENCY_MS = 20
 
 
 @dataclass
@@ -101,7 +109,8 @@ def idle(ctx: Ctx, seconds: float) -> Window:
     return window
 
 
-def listening(ctx: Ctx, seconds: float) -> Measured:
+def listening(ctx: Ctx, seconds: float, feed_latency_ms: int = PATIENT_LATENCY_MS
+              ) -> Measured:
     """CPU per audio second while the patient talks without pause: the server VAD hears
     speech start and never its end, so the kiosk stays `listening` throughout."""
     d, sim = ctx.daemon, ctx.sim
@@ -109,7 +118,7 @@ def listening(ctx: Ctx, seconds: float) -> Measured:
     pressed = d.press()
     heard_at = d.wait_state("listening", pressed, 30)
     conn = new_connection(sim, before)
-    feed = ctx.rig.play_into_mic(speech_like(seconds + WARM_S + 5.0), RATE)
+    feed = ctx.rig.play_into_mic(speech_like(seconds + WARM_S + 5.0), RATE, feed_latency_ms)
     try:
         sim.wait_for(lambda: "input_audio_buffer.speech_started" in conn.server_types(), 10)
         time.sleep(WARM_S)
@@ -154,11 +163,12 @@ def _naive(ctx: Ctx, mode: str, device: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-def naive_client(ctx: Ctx, seconds: float) -> Measured:
+def naive_client(ctx: Ctx, seconds: float, feed_latency_ms: int = PATIENT_LATENCY_MS
+                 ) -> Measured:
     """The naive client streaming the same talk, measured the same way."""
     before = newest_index(ctx.sim)
     proc = _naive(ctx, "client", MIC_DEVICE)
-    feed = ctx.rig.play_into_mic(speech_like(seconds + WARM_S + 5.0), RATE)
+    feed = ctx.rig.play_into_mic(speech_like(seconds + WARM_S + 5.0), RATE, feed_latency_ms)
     try:
         conn = new_connection(ctx.sim, before)
         ctx.sim.wait_for(lambda: "input_audio_buffer.speech_started" in conn.server_types(),

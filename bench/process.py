@@ -136,6 +136,10 @@ def run(args: argparse.Namespace, reaper: Reaper) -> int:
         results.listening = phases.listening(ctx, args.listen_s)
         results.naive_client = phases.naive_client(ctx, args.listen_s)
         results.naive_client_rss_kib = results.naive_client.window.end.rss_kib
+        results.listening_rig_pace = phases.listening(ctx, args.listen_s,
+                                                      phases.RIG_LATENCY_MS)
+        results.naive_client_rig_pace = phases.naive_client(ctx, args.listen_s,
+                                                            phases.RIG_LATENCY_MS)
         _progress("listening", args.listen_s)
         results.speaking = phases.speaking(ctx, args.speak_s)
         results.naive_player = phases.naive_player(ctx, args.speak_s)

@@ -270,11 +270,17 @@ class VirtualAudio:
 
     # -- sound in and out ----------------------------------------------------------------
 
-    def play_into_mic(self, pcm: np.ndarray | bytes, rate_hz: int = 24000) -> Feed:
-        """Start playing mono int16 `pcm` into the microphone; returns at once."""
+    def play_into_mic(self, pcm: np.ndarray | bytes, rate_hz: int = 24000,
+                      latency_ms: int = 20) -> Feed:
+        """Start playing mono int16 `pcm` into the microphone; returns at once.
+
+        `latency_ms` is pacat's: the sound reaches the microphone about that much later, and
+        PulseAudio runs the microphone's sink at a quarter of it while the feed plays (20:
+        5 ms, so every recorder is woken ~200 times a second; 200: the sink's own 50 ms, as
+        when nobody speaks)."""
         proc = self._spawn(["pacat", "--playback", "--device=micfeed", f"--rate={rate_hz}",
-                            "--channels=1", "--format=s16le", "--raw", "--latency-msec=20"],
-                           stdin=subprocess.PIPE)
+                            "--channels=1", "--format=s16le", "--raw",
+                            f"--latency-msec={latency_ms}"], stdin=subprocess.PIPE)
         return Feed(proc, _as_bytes(pcm))
 
     def record_speaker(self) -> Recorder:
