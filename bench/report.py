@@ -117,7 +117,7 @@ def table(r: Results) -> list[str]:
         lines.append(_row("  of which PulseAudio client threads", f"{k_client:.4f}",
                           f"{n_client:.4f}"))
         k_rest, n_rest = kiosk.cpu_per_audio_s - k_client, naive.cpu_per_audio_s - n_client
-        lines.append(_row("  the rest (no sound server: ALSA direct)", f"{k_rest:.4f}",
+        lines.append(_row("  the other threads", f"{k_rest:.4f}",
                           f"{n_rest:.4f}", f"{k_rest / n_rest:.2f}x" if n_rest > 0 else "",
                           "(reported)"))
         lines.append(_row(f"{label}: wake-ups per s", f"{kiosk.wakeups_per_s:.0f}",
