@@ -53,9 +53,10 @@ def test_audio_appends_are_frame_sized_once_live(sim: Simulator, conversation,
     posted.wait_for(VisitReady)
     sim.wait_for(lambda: sim.last_connection.session.get("instructions"))
     for _ in range(5):
-        # One frame at a time, waiting until it was sent: the live path.
-        audio.capture.speak(silence(0.02))
+        # One frame at a time, waiting until it was sent: the live path. Counted before the
+        # frame is spoken: the uplink may send it before this thread looks again.
         n = len(sim.last_connection.events_of("input_audio_buffer.append"))
+        audio.capture.speak(silence(0.02))
         sim.wait_for(lambda n=n: len(sim.last_connection.events_of(
             "input_audio_buffer.append")) > n)
     appends = sim.last_connection.events_of("input_audio_buffer.append")
