@@ -31,6 +31,9 @@ import time
 from dataclasses import dataclass, field
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# libpulse's client thread (one per stream; PortAudio -> ALSA's pulse plugin -> the rig's
+# PulseAudio). A kiosk whose ALSA device is the sound card itself has no such thread.
+PULSE_CLIENT_THREAD = "threaded-ml"
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ def describe_thread(pid: int, t: ThreadSample, process_name: str,
         return names[t.tid]
     if t.tid == pid:
         return "main thread"
-    if t.comm == "threaded-ml":
+    if t.comm == PULSE_CLIENT_THREAD:
         return "PulseAudio client mainloop (one per stream)"
     if t.comm != process_name[:15]:
         return t.comm

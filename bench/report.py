@@ -7,12 +7,9 @@ from dataclasses import dataclass
 
 from bench.latency import Latencies
 from bench.phases import Endurance, Measured, median
-from bench.procstat import Window, describe_thread
+from bench.procstat import PULSE_CLIENT_THREAD, Window, describe_thread
 
 MIB = 1024.0
-# libpulse's client thread (one per stream; PortAudio -> ALSA's pulse plugin -> the rig's
-# PulseAudio). A kiosk whose ALSA device is the sound card itself has no such thread.
-SOUND_SERVER_CLIENT = "threaded-ml"
 
 
 @dataclass
@@ -112,7 +109,7 @@ def table(r: Results) -> list[str]:
         lines.append(_row(f"{label}: CPU-s per audio s ({kiosk.audio_s:.0f} s)",
                           f"{kiosk.cpu_per_audio_s:.4f}", f"{naive.cpu_per_audio_s:.4f}",
                           f"{ratio:.2f}x", goal))
-        k_client, n_client = (m.window.cpu_s_named(SOUND_SERVER_CLIENT) / m.audio_s
+        k_client, n_client = (m.window.cpu_s_named(PULSE_CLIENT_THREAD) / m.audio_s
                               for m in (kiosk, naive))
         lines.append(_row("  of which PulseAudio client threads", f"{k_client:.4f}",
                           f"{n_client:.4f}"))

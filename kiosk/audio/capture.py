@@ -129,7 +129,7 @@ class Capture:
 
     def _detach(self) -> pyaudio.Stream | None:
         """The stream, no longer ours (`is_open` is False), for `close_stream`; its callback
-        thread has given its Python thread state back first (one block's wait)."""
+        thread has given its Python thread state back first (two blocks' wait at most)."""
         self.thread_state.drop(self.stream_active())
         stream, self._stream = self._stream, None
         return stream
