@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.latency import Latencies
 from bench.phases import Endurance, Measured, median
@@ -17,12 +17,14 @@ class Results:
     startup_rss_kib: int
     startup_threads: int
     idle: Window
-    listening: Measured | None = None
+    listening: Measured | None = None  # the median round's pair (see `median_round`)
     naive_client: Measured | None = None
+    listening_ratios: list[float] = field(default_factory=list)  # every round's, in order
     listening_rig_pace: Measured | None = None  # the microphone's sink at 5 ms: reported
     naive_client_rig_pace: Measured | None = None
     speaking: Measured | None = None
     naive_player: Measured | None = None
+    speaking_ratios: list[float] = field(default_factory=list)
     naive_client_rss_kib: int = 0
     naive_player_rss_kib: int = 0
     latencies: Latencies | None = None
@@ -58,6 +60,20 @@ def _ratio(kiosk: Measured | None, naive: Measured | None) -> float:
     if kiosk is None or naive is None or naive.cpu_per_audio_s == 0:
         return float("nan")
     return kiosk.cpu_per_audio_s / naive.cpu_per_audio_s
+
+
+def median_round(pairs: list[tuple[Measured, Measured]]
+                 ) -> tuple[Measured, Measured, list[float]]:
+    """The (kiosk, naive) pair whose ratio is the median of the rounds (the upper one of
+    the middle two when the count is even), and every round's ratio in order.
+
+    The pair is judged whole, not the median kiosk over the median naive window: each round
+    measures both sides back to back, under the same conditions of the machine."""
+    if not pairs:
+        raise ValueError("no rounds measured")
+    ratios = [_ratio(kiosk, naive) for kiosk, naive in pairs]
+    middle = sorted(range(len(pairs)), key=lambda i: ratios[i])[len(pairs) // 2]
+    return pairs[middle][0], pairs[middle][1], ratios
 
 
 def goals(r: Results) -> list[Goal]:
@@ -99,16 +115,21 @@ def table(r: Results) -> list[str]:
                       "", "", "<= 0.002"))
     lines.append(_row("idle: wake-ups per s", f"{idle.switches / idle.wall_s:.0f}"))
     lines.append(_row("idle: threads", str(idle.end.threads)))
-    for label, kiosk, naive, goal in (("listening", r.listening, r.naive_client,
-                                       "<= 0.5x naive client"),
-                                      ("speaking", r.speaking, r.naive_player,
-                                       "<= 0.5x naive player")):
+    for label, kiosk, naive, ratios, goal in (
+            ("listening", r.listening, r.naive_client, r.listening_ratios,
+             "<= 0.5x naive client"),
+            ("speaking", r.speaking, r.naive_player, r.speaking_ratios,
+             "<= 0.5x naive player")):
         if kiosk is None or naive is None:
             continue
         ratio = _ratio(kiosk, naive)
-        lines.append(_row(f"{label}: CPU-s per audio s ({kiosk.audio_s:.0f} s)",
+        rounds = f", median of {len(ratios)} rounds" if len(ratios) > 1 else ""
+        lines.append(_row(f"{label}: CPU-s per audio s ({kiosk.audio_s:.0f} s{rounds})",
                           f"{kiosk.cpu_per_audio_s:.4f}", f"{naive.cpu_per_audio_s:.4f}",
                           f"{ratio:.2f}x", goal))
+        if len(ratios) > 1:
+            lines.append(_row("  ratio in each round, in order", "", "", "",
+                              " ".join(f"{x:.2f}x" for x in ratios)))
         k_client, n_client = (m.window.cpu_s_named(PULSE_CLIENT_THREAD) / m.audio_s
                               for m in (kiosk, naive))
         lines.append(_row("  of which PulseAudio client threads", f"{k_client:.4f}",

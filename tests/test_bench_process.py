@@ -28,7 +28,7 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
     out = subprocess.run(
         [sys.executable, str(BENCH), "--settle-s", "0.5", "--idle-s", "1", "--listen-s", "1",
          "--speak-s", "1", "--latency-runs", "1", "--warmup-visits", "1", "--visits", "1",
-         "--turn-every", "1"],
+         "--turn-every", "1", "--rounds", "2"],
         capture_output=True, text=True, timeout=140, stdin=subprocess.DEVNULL)
     text = out.stdout
     assert out.returncode in (0, 1), f"{text}\n{out.stderr}"
@@ -44,7 +44,7 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
         "words from 300 ms on received, % (min)": 1, "the kiosk's share": 2,
         "barge-in -> silence on the speaker": 2,
         "of which PulseAudio client threads": 2, "the other threads": 2,
-        "listening, microphone sink at 5 ms": 2,
+        "listening, microphone sink at 5 ms": 2, "ratio in each round, in order": 2,
     }
     for row, numbers in rows.items():
         line = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith(row)),
@@ -101,3 +101,29 @@ def test_the_daemon_gets_the_environment_the_unit_gives_it(tmp_path):
     unit.write_text("[Unit]\nEnvironment=NOT=this\n[Service]\nType=notify\n"
                     'Environment=A=1 "B=two words"\nEnvironment=C=3\n[Install]\n')
     assert unit_environment(unit) == {"A": "1", "B": "two words", "C": "3"}
+
+
+def test_the_round_with_the_median_ratio_is_judged_whole():
+    """Listening and speaking are measured in rounds (kiosk, then naive); the judged pair is
+    one real round, the one whose ratio is the median, never a mix of two rounds."""
+    from bench.phases import Measured
+    from bench.procstat import CLK_TCK, ProcSample, Window
+    from bench.report import median_round
+
+    def measured(cpu_ticks: int) -> Measured:
+        start = ProcSample(1, 0.0, 0, 0, 0, 1, {})
+        end = ProcSample(1, 10.0, cpu_ticks, 0, 0, 1, {})
+        return Measured(Window(start, end), 10.0)
+
+    # Ratios 0.5, 0.3, 0.4: the third round is the median one.
+    pairs = [(measured(5), measured(10)), (measured(3), measured(10)),
+             (measured(8), measured(20))]
+    kiosk, naive, ratios = median_round(pairs)
+    assert ratios == pytest.approx([0.5, 0.3, 0.4])
+    assert (kiosk, naive) == pairs[2]
+    assert kiosk.cpu_per_audio_s == pytest.approx(8 / CLK_TCK / 10)
+    # An even count judges the upper of the middle two: never the kinder one.
+    kiosk, naive, _ = median_round(pairs[:2])
+    assert (kiosk, naive) == pairs[0]
+    with pytest.raises(ValueError):
+        median_round([])
