@@ -55,6 +55,12 @@ class Reaper:
         self._closers.append(closer)
 
     def stop_all(self) -> None:
+        """End everything; the benchmark's last step. From here on Ctrl-C and SIGTERM are
+        ignored: one more would cut the cleanup short (seen: `timeout` and `pkill` both
+        signalling the benchmark left its PulseAudio and work files behind)."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
         for proc in reversed(self._procs):
             end_process(proc)
         self._procs.clear()
