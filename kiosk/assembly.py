@@ -37,6 +37,7 @@ class Kiosk:
         from kiosk.audio.engine import AudioEngine
         from kiosk.audio.prompts import SpokenPrompts
         from kiosk.conversation import Conversation
+        from kiosk.service.allocator import release_free_memory
         from kiosk.service.metrics import Metrics
 
         self.settings = settings
@@ -47,7 +48,8 @@ class Kiosk:
         # The daemon passes one Metrics for its whole life, so a reload does not reset counters.
         self._own_metrics = metrics is None
         self.metrics = metrics or Metrics(settings.metrics, settings.kiosk.id)
-        self.audio = AudioEngine(settings.audio, listener=self._on_audio)
+        self.audio = AudioEngine(settings.audio, listener=self._on_audio,
+                                 at_rest=release_free_memory)
         tool = self.request_nurse if settings.realtime.nurse_call_tool else None
         self.prompts = SpokenPrompts(settings, self.audio.playback)
         self.audio.cues.set_error_speaker(self.prompts.speak_for)

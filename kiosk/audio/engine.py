@@ -68,9 +68,12 @@ class AudioEngine:
     engine's threads and must not block (post to the controller and return).
     """
 
-    def __init__(self, settings: AudioSettings,
-                 listener: EngineListener | None = None) -> None:
+    def __init__(self, settings: AudioSettings, listener: EngineListener | None = None,
+                 at_rest: Callable[[], object] | None = None) -> None:
         self.settings = settings
+        # Called on the supervisor's thread once both streams are closed and PortAudio is
+        # shut down (the daemon gives freed memory back to the system there).
+        self._at_rest = at_rest
         self.capture = Capture(settings)
         self.playback = Playback(settings)
         self.cues = CuePlayer(self.playback, settings)
@@ -256,9 +259,12 @@ class AudioEngine:
     def _release_portaudio(self) -> None:
         """Both streams are closed: shut PortAudio down too (memory, threads)."""
         with self._lock:
-            if self._pa is not None and not self.capture.is_open and not self.playback.is_open:
-                pa, self._pa = self._pa, None
-                pa.terminate()
+            if self._pa is None or self.capture.is_open or self.playback.is_open:
+                return
+            pa, self._pa = self._pa, None
+            pa.terminate()
+        if self._at_rest is not None:
+            self._at_rest()
 
     def _lose(self, problem: str) -> None:
         with self._lock:

@@ -14,12 +14,17 @@ Two glibc defaults cost an idle kiosk memory it never gets back (measured with
 Only the daemon calls this (`voice-kiosk run`), before it imports its heavy modules. On a C
 library without `mallopt` (musl) nothing changes. The environment wins: IT staff who set
 MALLOC_MMAP_THRESHOLD_ or MALLOC_ARENA_MAX in a drop-in keep their values.
+
+Freed blocks in the middle of a heap stay resident too: glibc only gives back the top of a
+heap. `release_free_memory` (malloc_trim) hands those pages back once a visit is over and
+the audio has shut down (`kiosk.assembly` wires it to the audio engine's rest).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 
 # From glibc's <malloc.h>.
 M_MMAP_THRESHOLD = -3
@@ -27,6 +32,26 @@ M_ARENA_MAX = -8
 
 MMAP_THRESHOLD_BYTES = 128 * 1024
 ARENA_MAX = 2
+
+
+_trim: Callable[[int], int] | None = None
+
+
+def release_free_memory() -> bool:
+    """Give the free pages of every malloc heap back to the system (glibc's malloc_trim);
+    False when the C library has none. Takes a few milliseconds: call it where nothing waits
+    for the calling thread."""
+    global _trim
+    if _trim is None:
+        try:
+            trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            return False
+        trim.argtypes = (ctypes.c_size_t,)
+        trim.restype = ctypes.c_int
+        _trim = trim
+    _trim(0)
+    return True
 
 
 def tune_allocator() -> bool:

@@ -65,3 +65,42 @@ def test_a_threshold_set_by_it_staff_wins() -> None:
     # stay in the heap, and tune_allocator must not override it.
     env = {"MALLOC_MMAP_THRESHOLD_": str(8 << 20)}
     assert _returned_kib("tuned", env) < 8 * 1024
+
+
+HOLES = textwrap.dedent("""
+    import ctypes
+    from kiosk.service.allocator import release_free_memory, tune_allocator
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    assert tune_allocator()
+
+    def rss_kib():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+    holes, kept = [], []
+    for _ in range(256):  # 16 MiB of 64 KiB blocks (below the threshold: in the heap)
+        p = libc.malloc(64 * 1024)
+        ctypes.memset(p, 1, 64 * 1024)
+        holes.append(p)
+        kept.append(libc.malloc(4096))  # pins the block before it inside the heap
+    start = rss_kib()
+    for p in holes:
+        libc.free(p)
+    freed = rss_kib()
+    assert release_free_memory()
+    print(start - freed, freed - rss_kib())
+""")
+
+
+def test_free_pages_inside_the_heap_go_back_at_rest() -> None:
+    """What a visit leaves: blocks freed between blocks that stay. free() keeps their pages
+    (glibc only trims a heap's top); release_free_memory, run when the audio rests, returns
+    them."""
+    out = subprocess.run([sys.executable, "-c", HOLES], capture_output=True, text=True,
+                         timeout=60, check=True)
+    by_free, by_release = (int(x) for x in out.stdout.split())
+    assert by_free < 2 * 1024
+    assert by_release > 12 * 1024
