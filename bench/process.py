@@ -1,6 +1,6 @@
 """Whole-process benchmark: what `voice-kiosk run` costs the machine, measured from outside.
 
-Run from the repository root (about 10 minutes with the defaults)::
+Run from the repository root (about 11 minutes with the defaults)::
 
     .venv/bin/python bench/process.py
     .venv/bin/python bench/process.py --idle-s 60 --visits 500      # longer
