@@ -64,14 +64,7 @@ def test_process_benchmark_prints_the_table_and_judges_every_goal():
     workdir = re.search(r"^work files \(.*\): (\S+), removed at the end$", text, re.M)
     assert workdir, text
     assert not Path(workdir[1]).exists()
-    leftovers = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if workdir[1] in cmd:
-            leftovers.append(cmd)
+    leftovers = _bench_processes(workdir[1])
     assert not leftovers, leftovers
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -25,8 +26,10 @@ def engine_events():
     events: queue.Queue = queue.Queue()
     engines: list[AudioEngine] = []
 
-    def make(settings: AudioSettings = SETTINGS) -> AudioEngine:
-        engine = AudioEngine(settings, listener=lambda kind, msg: events.put((kind, msg)))
+    def make(settings: AudioSettings = SETTINGS,
+             at_rest: Callable[[], object] | None = None) -> AudioEngine:
+        engine = AudioEngine(settings, listener=lambda kind, msg: events.put((kind, msg)),
+                             at_rest=at_rest)
         engines.append(engine)
         return engine
 
@@ -234,19 +237,15 @@ def test_idle_streams_are_paused_and_a_press_resumes_them(rig, engine_events):
 def test_each_rest_is_reported_once_after_portaudio_is_shut_down(rig, engine_events):
     """`at_rest` (the daemon's malloc_trim) runs once per rest, on the supervisor's thread,
     after PortAudio is gone: not at every poll while resting, not while a stream runs."""
-    _, events = engine_events
+    make, _ = engine_events
     rests: queue.Queue = queue.Queue()
-    engine = AudioEngine(SETTINGS, listener=lambda kind, msg: events.put((kind, msg)),
-                         at_rest=lambda: rests.put(engine._pa is None))
-    try:
-        assert engine.start()
-        assert rests.get(timeout=10) is True  # idle after start: both streams closed
-        engine.playback.play_cue(tone(1000.0, 0.2))  # a chime opens the speaker again
-        assert rests.get(timeout=10) is True  # and once it has played out, rest again
-        time.sleep(1.0)  # ~4 supervisor polls at rest, none reported again
-        assert rests.empty()
-    finally:
-        engine.stop()
+    engine = make(at_rest=lambda: rests.put(engine._pa is None))
+    assert engine.start()
+    assert rests.get(timeout=10) is True  # idle after start: both streams closed
+    engine.playback.play_cue(tone(1000.0, 0.2))  # a chime opens the speaker again
+    assert rests.get(timeout=10) is True  # and once it has played out, rest again
+    time.sleep(1.0)  # ~4 supervisor polls at rest, none reported again
+    assert rests.empty()
 
 
 def test_a_device_unplugged_while_paused_is_found_at_the_next_visit(rig, engine_events):

@@ -16,19 +16,23 @@ import textwrap
 
 import pytest
 
-PROGRAM = textwrap.dedent("""
+# malloc and free by hand, and the process's resident size.
+PREAMBLE = textwrap.dedent("""
     import ctypes, sys
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = (ctypes.c_size_t,)
     libc.free.argtypes = (ctypes.c_void_p,)
-    if sys.argv[1] == "tuned":
-        from kiosk.service.allocator import tune_allocator
-        assert tune_allocator()
 
     def rss_kib():
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+""")
+
+PROGRAM = PREAMBLE + textwrap.dedent("""
+    if sys.argv[1] == "tuned":
+        from kiosk.service.allocator import tune_allocator
+        assert tune_allocator()
 
     MIB = 1 << 20
     libc.free(libc.malloc(MIB))  # glibc's default now raises its mmap threshold above 1 MiB
@@ -67,18 +71,9 @@ def test_a_threshold_set_by_it_staff_wins() -> None:
     assert _returned_kib("tuned", env) < 8 * 1024
 
 
-HOLES = textwrap.dedent("""
-    import ctypes
+HOLES = PREAMBLE + textwrap.dedent("""
     from kiosk.service.allocator import release_free_memory, tune_allocator
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = (ctypes.c_size_t,)
-    libc.free.argtypes = (ctypes.c_void_p,)
     assert tune_allocator()
-
-    def rss_kib():
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
 
     holes, kept = [], []
     for _ in range(256):  # 16 MiB of 64 KiB blocks (below the threshold: in the heap)
