@@ -66,6 +66,8 @@ class Candidate:
     rate_hz: int
     frame_ms: int
     make: Callable[[int, int], Process]  # (rate, frame samples) -> per-frame function
+    lookahead_frames: int = 0
+    """Frames by which the output lags the call (see `_kiosk_wrapper`); `run` takes it off."""
 
 
 def _livekit(rate: int, n: int) -> Process:
@@ -103,15 +105,23 @@ def _pywebrtc_canceller(rate: int, n: int) -> Process:
 
 
 def _kiosk_wrapper(rate: int, n: int) -> Process:
+    """The kiosk's wrapper, fed as in the daemon: the playback callback hands the speaker a
+    block (and the wrapper its reference) before the block is heard, and a microphone frame
+    reaches the wrapper after it was heard. So each call pushes this frame's reference and
+    cleans the *previous* microphone frame: the reference is always ahead, by one frame
+    (the daemon's lead is the two devices' latencies plus a frame). Fed both at the same
+    instant, the reference would never be ahead of the microphone, as it always is."""
     from kiosk.audio.aec import EchoCanceller
 
     aec = EchoCanceller(rate_hz=rate, frame_samples=n)
     clock = {"t": 0.0}
+    held = np.zeros(n, np.int16)
     step = n / rate
 
     def process(mic: np.ndarray, far: np.ndarray) -> np.ndarray:
         aec.push_reference(far, clock["t"])
-        out = aec.process(mic, clock["t"])
+        out = aec.process(held, clock["t"] - step)
+        held[:] = mic
         clock["t"] += step
         return out
 
@@ -128,7 +138,7 @@ CANDIDATES = [
     Candidate("pywebrtc EchoCanceller @16k/20ms", "pywebrtc_audio", 16000, 20,
               _pywebrtc_canceller),
     Candidate("kiosk.audio.aec wrapper @24k/20ms", "kiosk.audio.aec", 24000, 20,
-              _kiosk_wrapper),
+              _kiosk_wrapper, lookahead_frames=1),
 ]
 
 
@@ -155,9 +165,13 @@ def run(cand: Candidate, mic24: np.ndarray, far24: np.ndarray) -> np.ndarray:
         mic = EchoScene.int16(soxr.resample(mic24.astype(np.float32), RATE_HZ, rate))
         far = EchoScene.int16(soxr.resample(far24.astype(np.float32), RATE_HZ, rate))
     process = cand.make(rate, n)
+    skip = cand.lookahead_frames * n
+    pad = np.zeros(skip, np.int16)
+    mic, far = np.concatenate([mic, pad]), np.concatenate([far, pad])
     out = np.zeros(len(mic), np.int16)
     for i in range(0, len(mic) - n + 1, n):
         out[i:i + n] = process(mic[i:i + n], far[i:i + n])
+    out = out[skip:]
     if rate != RATE_HZ:
         out = EchoScene.int16(soxr.resample(out.astype(np.float32), rate, RATE_HZ))
     return out

@@ -11,9 +11,9 @@ GPIO, the simulator as gateway and service, `audio.echo_mode` set) talks to the 
 its own process; between the virtual speaker and microphone a simulated room
 (`kiosk.audio.room_rig.EchoRoom`: 60 ms, RT60 0.3 s, background noise) brings the answer back
 as loud as the patient speaks (0 dB echo-to-speech). Answers are espeak-ng speech. A trial is
-one turn: the patient's question through the room, the answer; turns follow each other in a
-visit, and a new visit (a press) starts when the last one is not quietly listening (after
-an answer that interrupted itself).
+one visit from rest: the press (and its chime), the patient's question through the room, the
+answer. Between trials both streams close and PortAudio shuts down, so each answer plays on a
+new output stream with its own latency, the hardest case for the canceller.
 
 * false barge-ins: `--answers` answers nobody talks over; one that the simulator's voice
   detector cuts short ("patient speaking") is a false barge-in;
@@ -34,7 +34,6 @@ Exit status 1 when a goal of issue 14 is missed for aec; the output says which.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import sys
@@ -61,6 +60,8 @@ ROOM = RoomModel(delay_ms=60.0, echo_gain_db=0.0, noise_dbfs=-65.0)
 GOAL_FALSE = 0
 GOAL_TRUE = 19 / 20
 GOAL_SILENCED_S = 0.5
+REST_S = 2.5  # the streams' 1 s grace, the supervisor's 0.25 s look, PortAudio's shutdown
+PHRASE_TAIL_S = 1.0  # the room (60 ms, RT60 0.3 s) and the rig's own ~40 ms, with margin
 MODES = ("aec", "gate", "none")
 
 
@@ -137,17 +138,16 @@ class Bedside:
             time.sleep(0.3)
 
     def answer(self, answer_s: float) -> float:
-        """The question and the answer starting (the next turn of the visit, or a new
-        visit when the last one is not quietly listening); when the answer started."""
+        """A new visit from rest: the press, the question and the answer starting; when the
+        answer started."""
         self.sim.knobs.answer_voice = "speech"
         self.sim.knobs.answer_text = ANSWER_TEXT
         self.sim.knobs.answer_s = answer_s
-        now = time.monotonic()
-        quiet = self.state() == "listening" and \
-            now - self.daemon.notify.messages[-1][0] > 0.5
-        if not quiet:
-            self.to_idle()
-            self.daemon.wait_state("listening", self.daemon.press())
+        self.to_idle()
+        # Both streams close 1 s after the visit and PortAudio shuts down: the next visit
+        # opens a new output stream, with its own latency, as a patient's next press would.
+        time.sleep(REST_S)
+        self.daemon.wait_state("listening", self.daemon.press())
         asked = time.monotonic()
         self.room.say(self.question)
         return self.daemon.wait_state("speaking", asked, timeout_s=20)
@@ -198,10 +198,12 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
                     result.latencies_s.append(at - said)
                     if at - said <= GOAL_SILENCED_S:
                         result.true_in_time += 1
-                    # The service answers the phrase: let that answer play out.
-                    with contextlib.suppress(TimeoutError):
-                        side.answer_ended(side.daemon.wait_state("speaking", at),
-                                          args.answer_s + 15)
+                # Each trial on its own: the phrase's second half ("please wait", after a
+                # pause the service's voice detector may take for its end) stops the
+                # service's reply to "Stop" too. That belongs to this trial; the next one
+                # starts once the phrase is over, in a new visit.
+                time.sleep(max(0.0, said + len(phrase) / RATE + PHRASE_TAIL_S - time.monotonic()))
+                side.to_idle()
             side.to_idle()
             result.fallbacks = metric(side.textfile, "voice_kiosk_aec_fallbacks_total") or 0.0
         except (TimeoutError, RuntimeError) as exc:
@@ -216,7 +218,8 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
 def in_process(cpu_seconds: float) -> tuple[dict, float]:
     """The kiosk's canceller on the synthetic echo scene, in 100 ms frames as the daemon."""
     cand = aec_bench.Candidate("kiosk.audio.aec wrapper @24k/100ms", "kiosk.audio.aec",
-                               24000, 100, aec_bench._kiosk_wrapper)
+                               24000, 100, aec_bench._kiosk_wrapper,
+                               lookahead_frames=1)
     figures = aec_bench.quality(cand, aec_bench.build_scene())
     return figures, aec_bench.cpu_per_audio_s(cand, cpu_seconds, 3)
 

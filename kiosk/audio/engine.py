@@ -204,7 +204,7 @@ class AudioEngine:
             self._lose(problem)
             return self.settings.device_retry_s
         try:
-            for what, port, wanted in (("speaker", self.playback, self.playback.busy),
+            for what, port, wanted in (("speaker", self.playback, self._speaker_wanted()),
                                        ("microphone", self.capture, self._mic_wanted())):
                 self._follow(what, port, wanted or not self.settings.stop_when_idle, now)
         except AudioDeviceError as exc:
@@ -214,6 +214,17 @@ class AudioEngine:
             self._release_portaudio()
             return None
         return poll_s
+
+    def _speaker_wanted(self) -> bool:
+        """The speaker plays; with the canceller it also stays open for the whole visit. Each
+        new output stream comes with its own latency (through PulseAudio the echo's delay
+        moved by up to 17 ms from one stream to the next, measured on the echo rig), which
+        the canceller must find again while the answer plays, letting bursts of echo
+        through meanwhile. One stream per visit keeps the echo where the press chime put
+        it."""
+        if self.playback.busy:
+            return True
+        return self.echo.effective == "aec" and self.capture.armed
 
     def _mic_wanted(self) -> bool:
         """A visit keeps the microphone armed; with the echo gate, whatever it hears while

@@ -329,3 +329,28 @@ def test_without_the_gate_the_microphone_keeps_running_through_an_answer(rig, en
     while engine.playback.busy:
         assert engine.capture.is_open, "the microphone rested although the patient may speak"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("echo_mode", ["aec", "gate"])
+def test_with_the_canceller_the_speaker_stays_open_for_the_whole_visit(rig, engine_events,
+                                                                       echo_mode):
+    """With the canceller, one output stream per visit: a new stream brings its own latency,
+    which the canceller would have to find again during the answer. With the gate, the
+    speaker closes once nothing plays, visit or not (it costs CPU while open)."""
+    make, _ = engine_events
+    engine = make(dataclasses.replace(SETTINGS, echo_mode=echo_mode))
+    assert engine.start()
+    assert engine.echo.effective == echo_mode
+    engine.capture.arm()  # a visit
+    engine.playback.play_cue(tone(1000.0, 0.3))  # the chime at the press
+    _wait(lambda: engine.playback.is_open, "the speaker did not open for the chime")
+    _wait(lambda: not engine.playback.busy, "the chime did not end")
+    if echo_mode == "gate":
+        _wait(lambda: not engine.playback.is_open, "the idle speaker stayed open", 5.0)
+        return
+    until = time.monotonic() + engine.idle_grace_s + 1.0  # past the grace and a few looks
+    while time.monotonic() < until:
+        assert engine.playback.is_open, "the speaker closed during the visit"
+        time.sleep(0.05)
+    engine.capture.disarm()  # the visit ends
+    _wait(lambda: not engine.playback.is_open, "the speaker stayed open after the visit", 5.0)

@@ -7,31 +7,31 @@ The room is set so the answer's echo reaches the microphone about as loud as the
 speech (the bedside box with speaker and microphone a hand apart): without a canceller the
 simulator's voice detector takes the echo for the patient.
 
-Only what `echo_mode: aec` does reliably is asserted here: the fallback to the gate when the
-canceller cannot follow the echo. Voice barge-in and answers that never interrupt themselves
-are measured by `bench/echo.py` over 20 answers each, beside `gate` and `none`: the canceller
-does not meet those goals yet (about 2 answers in 20 interrupt themselves, 12 of 15 phrases
-are heard), which is why `gate` is the default; a test asserting them would fail now and then
-and prove nothing (see issue 14's note)."""
+With `echo_mode: aec` the patient's voice stops an answer and the answer's own echo never
+does; a canceller that cannot follow the echo falls back to the gate. `bench/echo.py` measures
+the same over 20 answers each, beside `gate` and `none`."""
 
 from __future__ import annotations
 
 import math
 import re
+import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk.audio.room_rig import EchoRoom
-from kiosk.sim.echo_scene import ANSWER_TEXT
+from kiosk.sim.echo_scene import ANSWER_TEXT, PHRASE_TEXT
 from kiosk.sim.room import RoomModel
 from kiosk.sim.voice import spoken
-from tests.e2e.signals import wait_until
+from tests.e2e.signals import loud_runs, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.audio]
 
 RATE = 24000
+ROOM = RoomModel(delay_ms=60.0, echo_gain_db=0.0, noise_dbfs=-65.0)
 
 
 def rms_dbfs(x: np.ndarray) -> float:
@@ -39,7 +39,14 @@ def rms_dbfs(x: np.ndarray) -> float:
     return 10 * np.log10(np.mean(x * x) / 32768.0**2 + 1e-12)
 
 
-def phrase(level_dbfs: float, text: str) -> np.ndarray:
+@pytest.fixture
+def room(rig) -> Iterator[EchoRoom]:
+    with EchoRoom(rig, ROOM) as echo:
+        yield echo
+        assert echo.error is None
+
+
+def phrase(level_dbfs: float, text: str = PHRASE_TEXT) -> np.ndarray:
     """The patient's words at an RMS level (of their voiced part). Real speech, as the
     answer is: a canceller meets speech, not test tones."""
     x = spoken(text, voice="en-us+f3", speed=150, pitch=70).astype(np.float64)
@@ -59,6 +66,64 @@ def ask(kiosk, room: EchoRoom, level_dbfs: float = -24.0) -> None:
     """The patient asks a question through the room (the kiosk is listening)."""
     room.say(np.concatenate([phrase(level_dbfs, "Could I have some water?"),
                              np.zeros(RATE, np.int16)]))
+
+
+def test_voice_barge_in_through_the_echo_with_the_canceller(start_kiosk, sim, rig, room):
+    """The answer echoes into the microphone; the patient says a short phrase 6 dB under
+    that echo in the middle of it: the service hears the phrase and the answer stops. (A
+    first answer plays out before: until the canceller has converged once after start, the
+    kiosk mutes the microphone while it speaks.)"""
+    kiosk = start_kiosk(visit={"idle_timeout_s": 20}, audio={"echo_mode": "aec"})
+    speaking_sim(sim, 4.0)
+    kiosk.press()
+    kiosk.wait_state("listening")
+    conn = sim.last_connection
+    ask(kiosk, room)
+    kiosk.wait_state("speaking")
+    _, status = kiosk.systemd.wait_for("STATUS", "listening", timeout_s=15)
+    assert "answer finished" in status["STATUS"], status
+    speaking_sim(sim, 8.0)
+    sim.knobs.stream_speed = 1.5
+    speaker = rig.record_speaker()
+    assert speaker.wait_ready(5)
+    ask(kiosk, room)
+    kiosk.wait_state("speaking")
+    # 2 s into the answer the patient talks, 6 dB under the answer's echo.
+    wait_until(lambda: (runs := loud_runs(speaker.samples())) and
+               runs[-1][1] - runs[-1][0] > 2 * RATE, 15, "2 s of the answer on the speaker")
+    assert kiosk.systemd.states()[-1] == "speaking"  # it did not interrupt itself
+    echo_level = rms_dbfs(speaker.samples()[-RATE:]) + ROOM.echo_gain_db
+    said_at = time.monotonic()
+    room.say(phrase(echo_level - 6.0))
+    heard_at, status = kiosk.systemd.wait_for("STATUS", "listening", timeout_s=5)
+    assert "patient speaking" in status["STATUS"], status  # the voice did it, not the end
+    wait_until(lambda: conn.truncations, 5, "conversation.item.truncate")
+    speaker.stop()
+    # The goal (bench/echo.py judges it over 20 barge-ins) is 500 ms from the phrase's start
+    # to silence; here only a bound that load cannot break, the figure is printed.
+    print(f"phrase start -> answer stopped: {(heard_at - said_at) * 1000:.0f} ms")
+    assert 0 < heard_at - said_at < 1.5
+
+
+def test_the_answer_never_interrupts_itself_with_the_canceller(start_kiosk, sim, rig, room):
+    """Four answers in a row, each echoing back as loud as a patient speaks: none is cut
+    short, and all the service hears is the patient's four questions."""
+    kiosk = start_kiosk(visit={"idle_timeout_s": 20}, audio={"echo_mode": "aec"})
+    speaking_sim(sim, 3.0)
+    kiosk.press()
+    kiosk.wait_state("listening")
+    conn = sim.last_connection
+    for _ in range(4):
+        ask(kiosk, room)
+        kiosk.wait_state("speaking", timeout_s=15)
+        _, status = kiosk.systemd.wait_for("STATUS", "listening", timeout_s=15)
+        assert "answer finished" in status["STATUS"], status  # not "patient speaking"
+    assert not conn.truncations, conn.truncations
+    # What reached the service: the four questions (a question's words are < 0.3 s apart)
+    # and nothing of the four answers in between.
+    questions = loud_runs(conn.audio, threshold=1000, gap_s=0.3)
+    assert len(questions) == 4, (questions, kiosk.proc.log[-3000:])
+    assert "did not converge" not in kiosk.proc.log
 
 
 def test_a_canceller_that_does_not_converge_falls_back_to_the_gate(start_kiosk, sim, rig,
