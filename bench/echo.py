@@ -1,10 +1,10 @@
 """Echo benchmark (issue 14): `audio.echo_mode` aec, gate and none side by side, through the
 real daemon on the echo rig, and the canceller's own figures.
 
-Run from the repository root (about 10 minutes with the defaults)::
+Run from the repository root (about 18 minutes with the defaults)::
 
     .venv/bin/python bench/echo.py
-    .venv/bin/python bench/echo.py --answers 3 --cpu-seconds 5     # a smoke run
+    .venv/bin/python bench/echo.py --answers 3 --idle-s 2 --cpu-seconds 5     # a smoke run
 
 For each mode, `voice-kiosk run` (the example configuration with the virtual devices, mock
 GPIO, the simulator as gateway and service, `audio.echo_mode` set) talks to the simulator in
@@ -24,6 +24,9 @@ new output stream with its own latency, the hardest case for the canceller.
 * ERLE as the kiosk measures it (microphone against canceller output, median of the 0.5 s
   windows in which the microphone hears the echo): `voice_kiosk_aec_erle_db` from the
   daemon's metrics file after each answer, median over the answers after the first;
+* idle: the whole daemon at rest after start-up, before any visit (`--idle-s`, from /proc:
+  CPU of all its threads, context switches as wake-ups, RSS and threads at the end): what the
+  mode costs while nobody uses the kiosk;
 * in-process, on the synthetic echo scene of `bench/aec.py` (same room, 100 ms frames as the
   daemon): ERLE from 2 s after the first answer audio, and the time until every later window
   is at least 25 dB; the canceller's CPU per audio second (`time.process_time`, best of 3).
@@ -48,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import aec as aec_bench  # noqa: E402
 from bench.harness import KioskDaemon, Reaper, bench_config, interrupt_on_sigterm  # noqa: E402
+from bench.procstat import Window, sample  # noqa: E402
 from kiosk.audio.room_rig import EchoRoom  # noqa: E402
 from kiosk.audio.virtual import MIC_DEVICE, SPEAKER_DEVICE, VirtualAudio  # noqa: E402
 from kiosk.sim.echo_scene import ANSWER_TEXT, PHRASE_TEXT  # noqa: E402
@@ -60,6 +64,8 @@ ROOM = RoomModel(delay_ms=60.0, echo_gain_db=0.0, noise_dbfs=-65.0)
 GOAL_FALSE = 0
 GOAL_TRUE = 19 / 20
 GOAL_SILENCED_S = 0.5
+IDLE_SETTLE_S = 5.0  # after READY: the start-up check's streams close (1 s grace)
+WARM_UP_S = 8.0  # the first answer after start; the kiosk trusts the canceller after ~5 s
 REST_S = 2.5  # the streams' 1 s grace, the supervisor's 0.25 s look, PortAudio's shutdown
 PHRASE_TAIL_S = 1.0  # the room (60 ms, RT60 0.3 s) and the rig's own ~40 ms, with margin
 MODES = ("aec", "gate", "none")
@@ -78,6 +84,7 @@ class ModeResult:
     erle_db: list[float] = field(default_factory=list)
     fallbacks: float = 0.0
     errors: list[str] = field(default_factory=list)
+    idle: Window | None = None  # the whole daemon at rest after start-up, before any visit
 
 
 def rms_dbfs(x: np.ndarray) -> float:
@@ -163,15 +170,26 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
             VirtualAudio() as rig, SimulatorProcess() as sim, EchoRoom(rig, ROOM) as room:
         side = Bedside(mode, rig, sim, room, Path(tmp), reaper)
         try:
+            # What the mode costs while nobody uses the kiosk (most of its life): with aec
+            # the speaker's stream stays open.
+            time.sleep(IDLE_SETTLE_S)
+            first = sample(side.daemon.pid)
+            time.sleep(args.idle_s)
+            result.idle = Window(first, sample(side.daemon.pid))
             # The first answer after start: the canceller learns the room, and the answer's
             # level on the speaker (the echo's, at 0 dB) sets the patient's phrase 6 dB under.
             speaker = rig.record_speaker()
             if not speaker.wait_ready(5):
                 raise RuntimeError("cannot record the virtual speaker")
-            started = side.answer(4.0)
-            side.answer_ended(started, 20)
+            started = side.answer(WARM_UP_S)
+            side.answer_ended(started, WARM_UP_S + 15)
             played = speaker.samples()
             speaker.stop()
+            # Until it has converged once after start, the kiosk mutes the microphone while
+            # it speaks: the trials would measure the gate, not the canceller.
+            if mode == "aec" and "echo canceller converged" not in side.daemon.log_text():
+                result.errors.append(f"the canceller did not converge in the first "
+                                     f"{WARM_UP_S:g} s answer after start")
             echo_level = rms_dbfs(played[np.abs(played) > 100]) + ROOM.echo_gain_db
             for _ in range(args.answers):
                 started = side.answer(args.answer_s)
@@ -248,6 +266,12 @@ def report(results: list[ModeResult], scene: dict, cpu: float) -> tuple[str, lis
         lambda r: fmt(statistics.median(r.erle_db) if r.erle_db else None, ".1f", " dB")
         if r.mode == "aec" else ("mic muted" if r.mode == "gate" else "0 dB"))
     row("canceller fallbacks", lambda r: f"{r.fallbacks:.0f}" if r.mode == "aec" else "-")
+    row("idle: CPU-s per s", lambda r: fmt(r.idle and r.idle.per_second(r.idle.cpu_s), ".4f"))
+    row("idle: wake-ups per s",
+        lambda r: fmt(r.idle and r.idle.per_second(r.idle.switches), ".0f"))
+    row("idle: RSS MiB / threads",
+        lambda r: "n/a" if r.idle is None
+        else f"{r.idle.end.rss_kib / 1024:.1f} / {r.idle.end.threads}")
     width = [max(len(str(c)) for c in col) for col in zip(*rows, strict=True)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, width, strict=True)) for r in rows]
     lines.append("")
@@ -287,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="answers per mode for the false and for the true barge-ins")
     ap.add_argument("--answer-s", type=float, default=3.0, help="answer length, seconds")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated echo modes")
+    ap.add_argument("--idle-s", type=float, default=20.0,
+                    help="seconds of the daemon at rest measured per mode")
     ap.add_argument("--cpu-seconds", type=float, default=60.0,
                     help="audio seconds for the canceller's CPU figure")
     args = ap.parse_args(argv)

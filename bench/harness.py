@@ -236,10 +236,14 @@ watchdog), its log in a file."""
             raise RuntimeError(f"voice-kiosk exited with {self.proc.returncode}:\n"
                                f"{self.log_tail()}")
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_text(self) -> str:
+        """The daemon's whole log so far ("" before it wrote one)."""
         with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return self.log_path.read_text(errors="replace")
         return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self) -> int | None:
         return end_process(self.proc, 10.0)

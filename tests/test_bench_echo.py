@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.audio]
 @pytest.mark.timeout(400)
 def test_echo_benchmark_prints_the_table_and_judges_the_goals():
     out = subprocess.run([sys.executable, str(BENCH), "--answers", "1", "--modes", "aec,gate",
-                          "--cpu-seconds", "2"],
+                          "--cpu-seconds", "2", "--idle-s", "2"],
                          capture_output=True, text=True, timeout=380, stdin=subprocess.DEVNULL)
     text = out.stdout
     assert out.returncode in (0, 1), f"{text}\n{out.stderr}"
@@ -30,10 +30,12 @@ def test_echo_benchmark_prints_the_table_and_judges_the_goals():
     header = next(line for line in text.splitlines() if line.split()[:2] == ["aec", "gate"])
     assert header
     for row in ("false barge-ins", "true barge-ins detected", "answer stopped <= 500 ms",
-                "ERLE, kiosk's own (median)", "canceller fallbacks"):
+                "ERLE, kiosk's own (median)", "canceller fallbacks", "idle: CPU-s per s",
+                "idle: wake-ups per s", "idle: RSS MiB / threads"):
         line = next((ln for ln in text.splitlines() if ln.strip().startswith(row)), None)
         assert line is not None, f"no row {row!r}:\n{text}"
     assert re.search(r"false barge-ins\s+\d+/1\s+\d+/1", text), text
+    assert re.search(r"idle: CPU-s per s\s+\d\.\d{4}\s+\d\.\d{4}", text), text
     assert re.search(r"canceller CPU \d+\.\d+ CPU-s per audio s", text), text
     verdict = re.search(r"goals of issue 14 for aec: (all met|missed: .+)", text)
     assert verdict, text

@@ -107,7 +107,13 @@ class EchoControl:
             failed = canceller.failed
             mode = canceller.mode
         if mode == "active":
-            self.proven = True
+            if not self.proven:
+                self.proven = True
+                stats = canceller.stats()
+                delay = "n/a" if stats.delay_ms is None else f"{stats.delay_ms:.0f} ms"
+                log.info("echo canceller converged (echo reduced by %.1f dB, echo delay %s): "
+                         "the patient can now interrupt an answer by voice",
+                         stats.erle_db or 0.0, delay)
         elif mode == "converging" and not self.proven and (canceller.echo_expected
                                                               or self._busy()):
             # The first seconds of playback since start: AEC3 is still finding the echo

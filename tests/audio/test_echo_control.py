@@ -75,11 +75,14 @@ def test_aec_without_the_library_uses_the_gate_and_says_so(caplog):
 @pytest.mark.skipif(not EchoControl(AudioSettings(echo_mode="aec"), lambda: False).canceller,
                     reason="pywebrtc-audio is not installed")
 class TestWithTheCanceller:
-    def test_muted_until_proven_then_the_echo_is_removed(self):
+    def test_muted_until_proven_then_the_echo_is_removed(self, caplog):
         speaker = Speaker()
         echo = EchoControl(AudioSettings(echo_mode="aec"), lambda: speaker.busy)
         scene = build_scene(RoomModel(delay_ms=80))
-        out, modes = feed(echo, speaker, scene)
+        with caplog.at_level(logging.INFO):
+            out, modes = feed(echo, speaker, scene)
+        said = [r.getMessage() for r in caplog.records if "converged" in r.getMessage()]
+        assert len(said) == 1 and "interrupt an answer by voice" in said[0], said
         first_active = modes.index("active")
         converging = [i for i, m in enumerate(modes[:first_active])
                       if m == "converging" and feed.busy[i]]  # type: ignore[attr-defined]
@@ -92,7 +95,10 @@ class TestWithTheCanceller:
         assert stats.fallbacks == 0
         # A second answer in a new visit: proven once, it is not muted while re-judged.
         echo.new_visit()
-        out2, modes2 = feed(echo, speaker, scene, start=2000.0)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            out2, modes2 = feed(echo, speaker, scene, start=2000.0)
+        assert "converged" not in caplog.text  # said once after start, not every visit
         conv = [i for i, m in enumerate(modes2) if m == "converging"]
         assert conv and any(out2[i * FRAME:(i + 1) * FRAME].any() for i in conv)
 
