@@ -223,8 +223,9 @@ class AudioEngine:
         which the canceller must find again while the next answer plays, damping the
         patient's first words and letting bursts of echo through meanwhile. bench/echo.py,
         each answer on a new visit from rest: 17-18 of 20 phrases stopped the answer within
-        500 ms with a stream per visit, 20 of 20 with one stream. The price, measured at
-        idle: 0.020 CPU-s per second and ~300 wake-ups per second (the README says so)."""
+        500 ms with a stream per visit, 19-20 of 20 with one stream (three runs). The price,
+        measured at idle: 0.018-0.020 CPU-s per second and 300-350 wake-ups per second (the
+        README says so)."""
         return self.playback.busy or self.echo.effective == "aec"
 
     def _mic_wanted(self) -> bool:
