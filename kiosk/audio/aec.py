@@ -21,10 +21,16 @@ What the engine must pass (all audio int16 mono at `rate_hz`, the kiosk's 24 000
   It returns the cleaned frame in a buffer that is reused by the next call (copy to keep it).
   The output lags its input by ~9 ms (AEC3's framing); the kiosk sends it as it comes.
 
+PortAudio's stamps are not taken one by one: each side's blocks are placed on a
+`StreamTimeline` (kiosk/audio/timeline.py), which keeps a stream contiguous through jitter,
+moves an output stream whose first blocks were stamped early (PortAudio's prefill, 3-48 ms
+through PulseAudio) and follows a device clock that drifts.
+
 The two calls may run on different threads (the reference ring has a lock held for a copy);
 `process` must always be called from the same thread (AEC3 is not thread-safe). After
-construction nothing is allocated per frame by the wrapper (the library's binding allocates its
-own small result array); the delay search allocates once a second while audio plays.
+construction no array is allocated per frame by the wrapper (the library's binding allocates
+its own small result array); the delay search allocates once a second while audio plays, and
+moving a young output stream once.
 
 Modes (`mode`): ``bypass`` nothing audible was played for `idle_after_s` (the microphone
 passes untouched and the canceller is not called: no CPU, and a stale reference can never gate
@@ -45,6 +51,7 @@ import numpy as np
 
 from kiosk.audio.aec_backend import make_backend, measure_lag
 from kiosk.audio.delay import DelayEstimator
+from kiosk.audio.timeline import Move, StreamTimeline
 
 RATE_HZ = 24000
 _SILENT_PEAK = 16  # int16 peak of a reference block that counts as "nothing played"
@@ -94,10 +101,11 @@ class EchoCanceller:
         self._ring = np.zeros(1 << int(math.ceil(math.log2(span_s * rate_hz))), np.int16)
         self._mask = len(self._ring) - 1
         self._lock = threading.Lock()
-        self._ref_end: int | None = None  # position after the newest reference sample
         self._ref_audible_end = -(1 << 62)  # position after the newest audible block
-        self._mic_next: int | None = None  # expected position of the next mic frame
-        self._snap = int(0.010 * rate_hz)  # timestamps jitter: keep streams contiguous
+        # Each side's blocks are placed by their time stamps (which jitter, and are early at
+        # an output stream's start); a microphone frame already processed stays where it was.
+        self._ref_line = StreamTimeline(rate_hz)
+        self._mic_line = StreamTimeline(rate_hz)
         self._ref_frame = np.zeros(frame_samples, np.int16)
         self._out = np.zeros(frame_samples, np.int16)
         self._zeros = np.zeros(frame_samples, np.int16)
@@ -159,17 +167,29 @@ class EchoCanceller:
         n = len(pcm)
         if n == 0:
             return
-        pos = int(round(dac_time * self.rate_hz))
         with self._lock:
-            end = self._ref_end
-            if end is not None and abs(pos - end) <= self._snap:
-                pos = end  # the same stream going on: keep it contiguous
+            end = self._ref_line.end
+            pos, move = self._ref_line.place(int(round(dac_time * self.rate_hz)), n)
+            if move is not None:
+                self._move(move)
             elif end is not None and pos > end:
                 self._zero(end, min(pos, end + len(self._ring)))  # a gap: nothing played
             self._write(pos, pcm)
-            self._ref_end = pos + n
             if int(np.max(np.abs(pcm))) > _SILENT_PEAK:
                 self._ref_audible_end = pos + n
+
+    def _move(self, move: Move) -> None:
+        """The young stream started `move.by` later (or earlier) than its first stamps said:
+        what it played moves with it, and where it did not play is silence."""
+        n = move.stop - move.start
+        if not 0 < n <= len(self._ring) // 2:
+            return
+        held = np.zeros(n, np.int16)
+        self._read(move.start, held)
+        self._zero(min(move.start, move.start + move.by), max(move.stop, move.stop + move.by))
+        self._write(move.start + move.by, held)
+        if move.start <= self._ref_audible_end <= move.stop:
+            self._ref_audible_end += move.by
 
     def _write(self, pos: int, pcm: np.ndarray) -> None:
         n = min(len(pcm), len(self._ring))
@@ -188,7 +208,7 @@ class EchoCanceller:
     def _read(self, pos: int, out: np.ndarray) -> None:
         """Reference samples [pos, pos+len(out)) into `out`; zeros where none was pushed."""
         n = len(out)
-        end = self._ref_end
+        end = self._ref_line.end
         out[:] = 0
         if end is None:
             return
@@ -205,10 +225,7 @@ class EchoCanceller:
     def process(self, mic: np.ndarray, adc_time: float) -> np.ndarray:
         """Clean one microphone frame captured from `adc_time` on; see the module doc."""
         n = self.frame_samples
-        pos = int(round(adc_time * self.rate_hz))
-        if self._mic_next is not None and abs(pos - self._mic_next) <= self._snap:
-            pos = self._mic_next
-        self._mic_next = pos + n
+        pos, _ = self._mic_line.place(int(round(adc_time * self.rate_hz)), n)
         self.frames += 1
         ref_pos = pos - self._bulk
         with self._lock:

@@ -37,10 +37,12 @@ class Run:
 
 
 def run(scene: EchoScene, *, block: int = 480, ahead_s: float = 0.04,
-        jitter_s: float = 0.0, reference: np.ndarray | None = None) -> Run:
+        jitter_s: float = 0.0, reference: np.ndarray | None = None,
+        first_early_s: float = 0.0) -> Run:
     """Feed a scene like the engine: playback blocks of `block` samples pushed `ahead_s`
     before they play (the output latency), microphone frames as they are captured; both
-    timestamps may jitter by up to `jitter_s` (PortAudio's clocks do)."""
+    timestamps may jitter by up to `jitter_s` (PortAudio's clocks do), and the first three
+    playback blocks may be stamped `first_early_s` early (PortAudio's prefill callbacks)."""
     aec = EchoCanceller()
     mic = scene.int16(scene.mic)
     far = scene.int16(scene.far if reference is None else reference)
@@ -53,6 +55,8 @@ def run(scene: EchoScene, *, block: int = 480, ahead_s: float = 0.04,
         now = t0 + (i + FRAME) / RATE_HZ  # the frame has just been captured
         while pushed < len(far) and t0 + pushed / RATE_HZ <= now + ahead_s:
             dac = t0 + pushed / RATE_HZ + rng.uniform(-jitter_s, jitter_s)
+            if pushed < 3 * block:
+                dac -= first_early_s
             aec.push_reference(far[pushed:pushed + block], dac)
             pushed += block
         adc = t0 + i / RATE_HZ + rng.uniform(-jitter_s, jitter_s)
@@ -107,6 +111,16 @@ def test_bypass_when_idle_is_the_microphone_delayed() -> None:
     aec.push_reference(np.zeros(FRAME * 10, np.int16), 5.0 + len(mic) / RATE_HZ)
     aec.process(mic[:FRAME], 5.0 + len(mic) / RATE_HZ)
     assert aec.mode == "bypass"
+
+
+def test_an_output_stream_stamped_early_at_its_start_keeps_the_true_delay() -> None:
+    # Through PulseAudio a new output stream's first three blocks were stamped 3-48 ms early.
+    # Anchored on them (and up to 10 ms still taken for the same stream), the reference stayed
+    # that much early for the stream's life: the echo's delay moved from stream to stream.
+    for early_s in (0.007, 0.040):
+        r = run(build_scene(RoomModel(delay_ms=80)), first_early_s=early_s)
+        assert r.aec.delay_ms == pytest.approx(80.0, abs=1.0), early_s
+        assert r.aec.converged is True
 
 
 def test_misaligned_reference_is_reported_as_failed() -> None:
