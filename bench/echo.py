@@ -77,6 +77,7 @@ class ModeResult:
     answers: int = 0
     false_barge_ins: int = 0
     cut_short: int = 0  # answers of the true barge-in test that stopped before the phrase
+    failures: list[str] = field(default_factory=list)  # each answer that stopped itself
     true_trials: int = 0
     true_detected: int = 0  # the kiosk stopped the answer for the patient's voice
     true_in_time: int = 0  # ... within GOAL_SILENCED_S of the phrase's start
@@ -85,6 +86,7 @@ class ModeResult:
     fallbacks: float = 0.0
     errors: list[str] = field(default_factory=list)
     idle: Window | None = None  # the whole daemon at rest after start-up, before any visit
+    rig_jumps: int = 0  # times the echo rig moved the echo (EchoRoom.corrections)
 
 
 def rms_dbfs(x: np.ndarray) -> float:
@@ -159,6 +161,19 @@ class Bedside:
         self.room.say(self.question)
         return self.daemon.wait_state("speaking", asked, timeout_s=20)
 
+    def failure(self, trial: str, started: float, rig_jumps: int) -> str:
+        """An answer that stopped itself: what ended it (its next STATUS) and when, and
+        whether the echo rig moved the echo meanwhile (a real room does not)."""
+        ended = "no STATUS yet"
+        for at, fields in list(self.daemon.notify.messages):
+            status = fields.get("STATUS", "")
+            if at > started and status and not status.startswith("speaking"):
+                ended = f"{status!r} {at - started:.2f} s into the answer"
+                break
+        jumped = (f"; the echo rig corrected its queue {rig_jumps} time(s) meanwhile (each "
+                  "moves the echo by 20 ms or more)" if rig_jumps else "")
+        return f"{trial}: {ended}{jumped}"
+
     def answer_ended(self, after: float, timeout_s: float) -> tuple[float, str]:
         at, fields = self.daemon.notify.wait("STATUS", "listening ", after, timeout_s)
         return at, fields["STATUS"]
@@ -191,21 +206,27 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
                 result.errors.append(f"the canceller did not converge in the first "
                                      f"{WARM_UP_S:g} s answer after start")
             echo_level = rms_dbfs(played[np.abs(played) > 100]) + ROOM.echo_gain_db
-            for _ in range(args.answers):
+            for i in range(args.answers):
+                jumps = room.corrections
                 started = side.answer(args.answer_s)
                 _, status = side.answer_ended(started, args.answer_s + 15)
                 result.answers += 1
                 if "patient speaking" in status:
                     result.false_barge_ins += 1
+                    result.failures.append(side.failure(f"false barge-in test, answer {i + 1}",
+                                                        started, room.corrections - jumps))
                 erle = metric(side.textfile, "voice_kiosk_aec_erle_db")
                 if mode == "aec" and erle is not None:
                     result.erle_db.append(erle)
             phrase = voice(PHRASE_TEXT, echo_level - 6.0)
-            for _ in range(args.answers):
+            for i in range(args.answers):
+                jumps = room.corrections
                 started = side.answer(args.answer_s + 3.0)
                 time.sleep(max(0.0, started + 1.0 - time.monotonic()))
                 if side.state() != "speaking":  # cut short before the patient spoke
                     result.cut_short += 1
+                    result.failures.append(side.failure(f"true barge-in test, answer {i + 1}",
+                                                        started, room.corrections - jumps))
                     continue
                 said = time.monotonic()
                 room.say(phrase)
@@ -228,6 +249,7 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
             result.errors.append(f"{type(exc).__name__}: {exc}\n{side.daemon.log_tail(10)}")
         finally:
             side.daemon.stop()
+        result.rig_jumps = room.corrections
         if room.error:
             result.errors.append(f"echo rig: {room.error}")
     return result
@@ -266,6 +288,7 @@ def report(results: list[ModeResult], scene: dict, cpu: float) -> tuple[str, lis
         lambda r: fmt(statistics.median(r.erle_db) if r.erle_db else None, ".1f", " dB")
         if r.mode == "aec" else ("mic muted" if r.mode == "gate" else "0 dB"))
     row("canceller fallbacks", lambda r: f"{r.fallbacks:.0f}" if r.mode == "aec" else "-")
+    row("echo rig: its queue corrected (echo jumps)", lambda r: f"{r.rig_jumps}")
     row("idle: CPU-s per s", lambda r: fmt(r.idle and r.idle.per_second(r.idle.cpu_s), ".4f"))
     row("idle: wake-ups per s",
         lambda r: fmt(r.idle and r.idle.per_second(r.idle.switches), ".0f"))
@@ -298,6 +321,8 @@ def report(results: list[ModeResult], scene: dict, cpu: float) -> tuple[str, lis
     if cpu > aec_bench.GOAL_CPU:
         missed.append(f"CPU {cpu:.4f} s/s (goal <= {aec_bench.GOAL_CPU})")
     for r in results:
+        for failure in r.failures:
+            lines.append(f"{r.mode}: stopped by itself: {failure}")
         for e in r.errors:
             lines.append(f"{r.mode}: {e}")
     lines.append("goals of issue 14 for aec: " +
