@@ -86,7 +86,7 @@ class ModeResult:
     fallbacks: float = 0.0
     errors: list[str] = field(default_factory=list)
     idle: Window | None = None  # the whole daemon at rest after start-up, before any visit
-    rig_jumps: int = 0  # times the echo rig moved the echo (EchoRoom.corrections)
+    rig_jumps: int = 0  # times the echo rig moved the echo (EchoRoom.jumps)
 
 
 def rms_dbfs(x: np.ndarray) -> float:
@@ -170,8 +170,8 @@ class Bedside:
             if at > started and status and not status.startswith("speaking"):
                 ended = f"{status!r} {at - started:.2f} s into the answer"
                 break
-        jumped = (f"; the echo rig corrected its queue {rig_jumps} time(s) meanwhile (each "
-                  "moves the echo by 20 ms or more)" if rig_jumps else "")
+        jumped = (f"; the echo rig moved the echo {rig_jumps} time(s) meanwhile (its queue "
+                  "corrected, or its server streams ran dry or over)" if rig_jumps else "")
         return f"{trial}: {ended}{jumped}"
 
     def answer_ended(self, after: float, timeout_s: float) -> tuple[float, str]:
@@ -207,26 +207,26 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
                                      f"{WARM_UP_S:g} s answer after start")
             echo_level = rms_dbfs(played[np.abs(played) > 100]) + ROOM.echo_gain_db
             for i in range(args.answers):
-                jumps = room.corrections
+                jumps = room.jumps
                 started = side.answer(args.answer_s)
                 _, status = side.answer_ended(started, args.answer_s + 15)
                 result.answers += 1
                 if "patient speaking" in status:
                     result.false_barge_ins += 1
                     result.failures.append(side.failure(f"false barge-in test, answer {i + 1}",
-                                                        started, room.corrections - jumps))
+                                                        started, room.jumps - jumps))
                 erle = metric(side.textfile, "voice_kiosk_aec_erle_db")
                 if mode == "aec" and erle is not None:
                     result.erle_db.append(erle)
             phrase = voice(PHRASE_TEXT, echo_level - 6.0)
             for i in range(args.answers):
-                jumps = room.corrections
+                jumps = room.jumps
                 started = side.answer(args.answer_s + 3.0)
                 time.sleep(max(0.0, started + 1.0 - time.monotonic()))
                 if side.state() != "speaking":  # cut short before the patient spoke
                     result.cut_short += 1
                     result.failures.append(side.failure(f"true barge-in test, answer {i + 1}",
-                                                        started, room.corrections - jumps))
+                                                        started, room.jumps - jumps))
                     continue
                 said = time.monotonic()
                 room.say(phrase)
@@ -249,7 +249,7 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
             result.errors.append(f"{type(exc).__name__}: {exc}\n{side.daemon.log_tail(10)}")
         finally:
             side.daemon.stop()
-        result.rig_jumps = room.corrections
+        result.rig_jumps = room.jumps
         if room.error:
             result.errors.append(f"echo rig: {room.error}")
     return result
@@ -288,7 +288,7 @@ def report(results: list[ModeResult], scene: dict, cpu: float) -> tuple[str, lis
         lambda r: fmt(statistics.median(r.erle_db) if r.erle_db else None, ".1f", " dB")
         if r.mode == "aec" else ("mic muted" if r.mode == "gate" else "0 dB"))
     row("canceller fallbacks", lambda r: f"{r.fallbacks:.0f}" if r.mode == "aec" else "-")
-    row("echo rig: its queue corrected (echo jumps)", lambda r: f"{r.rig_jumps}")
+    row("echo rig: the echo moved (rig glitches)", lambda r: f"{r.rig_jumps}")
     row("idle: CPU-s per s", lambda r: fmt(r.idle and r.idle.per_second(r.idle.cpu_s), ".4f"))
     row("idle: wake-ups per s",
         lambda r: fmt(r.idle and r.idle.per_second(r.idle.switches), ".0f"))

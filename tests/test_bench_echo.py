@@ -32,7 +32,7 @@ def test_echo_benchmark_prints_the_table_and_judges_the_goals():
     for row in ("false barge-ins", "true barge-ins detected", "answer stopped <= 500 ms",
                 "ERLE, kiosk's own (median)", "canceller fallbacks", "idle: CPU-s per s",
                 "idle: wake-ups per s", "idle: RSS MiB / threads",
-                "echo rig: its queue corrected (echo jumps)"):
+                "echo rig: the echo moved (rig glitches)"):
         line = next((ln for ln in text.splitlines() if ln.strip().startswith(row)), None)
         assert line is not None, f"no row {row!r}:\n{text}"
     assert re.search(r"false barge-ins\s+\d+/1\s+\d+/1", text), text

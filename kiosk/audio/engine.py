@@ -8,12 +8,13 @@ device is found). When both devices open again it reports ``("ready", message)``
 
 A stream runs only while something needs it: the microphone while a visit keeps it armed
 (with the echo gate, not while seconds of an answer are still queued: all it hears then is
-dropped), the speaker while it has something to play (an answer, a cue, the device's tail)
-and, with the echo canceller, all the time (see `_speaker_wanted`).
-Idle, both are closed and PortAudio itself is shut down (its device probing maps ~19 MiB of
-ALSA plugins and keeps its threads); the supervisor sleeps until capture.arm() or anything to
-play wakes it, then reopens what is needed: about 1-5 ms for the speaker and 40 ms to the
-first microphone callback through PulseAudio, plus PortAudio's start (40 ms here).
+dropped), the speaker while it has something to play (an answer, a cue, the device's tail).
+With the echo canceller both run all the time (see `_speaker_wanted` and `_mic_wanted`).
+Otherwise, idle, both are closed and PortAudio itself is shut down (its device probing maps
+~19 MiB of ALSA plugins and keeps its threads); the supervisor sleeps until capture.arm() or
+anything to play wakes it, then reopens what is needed: about 1-5 ms for the speaker and
+40 ms to the first microphone callback through PulseAudio, plus PortAudio's start (40 ms
+here).
 Stopped-but-open streams were tried first: restarting one whose device had vanished hung
 inside PortAudio; reopening fails cleanly instead. `audio.stop_when_idle: false` keeps both
 running all the time (for a USB speaker that clicks when its stream starts).
@@ -218,21 +219,32 @@ class AudioEngine:
 
     def _speaker_wanted(self) -> bool:
         """The speaker plays; with the canceller its stream also stays open while idle.
-        Every new output stream comes with its own latency (through PulseAudio the echo's
-        delay moved by up to 17 ms from one stream to the next, measured on the echo rig),
-        which the canceller must find again while the next answer plays, damping the
-        patient's first words and letting bursts of echo through meanwhile. bench/echo.py,
-        each answer on a new visit from rest: 17-18 of 20 phrases stopped the answer within
-        500 ms with a stream per visit, 19-20 of 20 with one stream (three runs). The price,
-        measured at idle: 0.018-0.020 CPU-s per second and 300-350 wake-ups per second (the
-        README says so)."""
+        Every new output stream moves the echo a little (through PulseAudio, measured on the
+        echo rig: up to 17 ms from one stream to the next while each stream was anchored on
+        PortAudio's early first stamps; with the stamps placed by `StreamTimeline`, within
+        about 1.5 ms, and now and then more), which the canceller must follow while the next
+        answer plays, letting bursts of echo through meanwhile. bench/echo.py, each answer
+        on a new visit from rest, a stream per visit: 17-18 of 20 phrases stopped the answer
+        within 500 ms before the timeline; with it 17 of 17, but 3 of 20 answers cut
+        themselves short. One stream: 19-20 of 20 in time, and 0-1 of 40 answers cut short
+        (four runs). The price, measured at idle: 0.018-0.020 CPU-s per second and 300-350
+        wake-ups per second (the README says so)."""
         return self.playback.busy or self.echo.effective == "aec"
 
     def _mic_wanted(self) -> bool:
         """A visit keeps the microphone armed; with the echo gate, whatever it hears while
         an answer plays is dropped anyway, so it rests while seconds of answer are still
         queued (the service sends them faster than they play) and opens again with a second
-        left, so it runs before the gate opens: a patient loses no word after the answer."""
+        left, so it runs before the gate opens: a patient loses no word after the answer.
+
+        With the canceller the microphone's stream stays open from start to stop, like the
+        speaker's (nothing is kept while no visit is armed): a new capture stream can move
+        the echo too, and AEC3 follows a moved echo only after a burst of it has leaked.
+        bench/echo.py with one speaker stream and the echo rig steady: a capture stream per
+        visit, 1 of 20 answers interrupted itself 0.37 s in; both streams open, 0 of 40 in
+        each of two runs."""
+        if self.echo.effective == "aec":
+            return True
         if not self.capture.armed:
             return False
         if self.echo.effective != "gate":

@@ -14,7 +14,9 @@ pipes and streams. The queue waiting for ``pacat`` is measured (FIONREAD on the 
 at `queue_ms` (60 ms: enough for this thread to stall for a while on a loaded machine without
 pacat running dry) by dropping or inserting whole blocks of silence when it stays off target
 (after a long stall of this process); `corrections` counts that: each one is a jump of the
-echo, which no real room makes. `tests/audio/test_room_rig.py` measures the end-to-end delay
+echo, which no real room makes. So is an underrun or overrun of the two server streams (pacat
+or parec not scheduled in time on a loaded machine): they report it, and `glitches` counts it;
+`jumps` is the sum. `tests/audio/test_room_rig.py` measures the end-to-end delay
 the kiosk sees and its stability.
 
 Example::
@@ -56,6 +58,7 @@ class EchoRoom:
         self.queue = RATE_HZ * queue_ms // 1000
         self._path = EchoPath(self.room, max_block=self.block)
         self._procs: list[subprocess.Popen] = []
+        self._watchers: list[threading.Thread] = []  # one per process, reading its stderr
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -68,6 +71,9 @@ class EchoRoom:
         self.corrections = 0
         """Times the queue was brought back to `queue_ms` after `start()` returned (each
         one moves the delay by a block; 0 in a steady run)."""
+        self.glitches = 0
+        """Underruns and overruns of the two server streams, as pacat and parec report
+        them: each one moves the echo (the server plays silence, or drops audio)."""
         self.error: BaseException | None = None
 
     # -- life cycle ----------------------------------------------------------------------
@@ -76,16 +82,22 @@ class EchoRoom:
         """Start the two streams and the thread; returns once audio flows and the delay
         has settled (about a second)."""
         env = {**os.environ, **self.rig.env}
+        # --verbose: they say when their server stream underruns or overruns.
         common = [f"--rate={RATE_HZ}", "--channels=1", "--format=s16le", "--raw",
-                  "--latency-msec=10"]
+                  "--latency-msec=20", "--verbose"]
         play = subprocess.Popen(["pacat", "--playback", "--device=micfeed",
                                  "--client-name=kiosk-room", *common],
-                                stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self._procs.append(play)
         rec = subprocess.Popen(["parec", "--device=spk.monitor", "--client-name=kiosk-room",
                                 *common], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, env=env)
+                               stderr=subprocess.PIPE, env=env)
         self._procs.append(rec)
+        for proc in (play, rec):
+            watcher = threading.Thread(target=self._watch, args=(proc,),
+                                       name="echo-room-watch", daemon=True)
+            watcher.start()
+            self._watchers.append(watcher)
         self._thread = threading.Thread(target=self._run, args=(rec, play),
                                         name="echo-room", daemon=True)
         self._thread.start()
@@ -101,7 +113,11 @@ class EchoRoom:
             if p.poll() is None:
                 p.kill()
             p.wait(5)
-            for f in (p.stdin, p.stdout):
+        for watcher in self._watchers:  # they end at their process's end of stderr
+            watcher.join(5)
+        self._watchers.clear()
+        for p in self._procs:
+            for f in (p.stdin, p.stdout, p.stderr):
                 if f is not None:
                     f.close()
         if self._thread is not None:
@@ -114,6 +130,28 @@ class EchoRoom:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def jumps(self) -> int:
+        """Everything that moved the echo since `start()` returned: queue corrections and
+        server stream glitches (0 in a steady run; a real room makes none)."""
+        return self.corrections + self.glitches
+
+    def _watch(self, proc: subprocess.Popen) -> None:
+        """Count the glitches pacat or parec report on stderr (its progress lines end in
+        a carriage return, so the stream is searched, not split into lines)."""
+        assert proc.stderr is not None
+        tail = b""
+        while True:
+            chunk = proc.stderr.read1(4096)
+            if not chunk:
+                return
+            data = tail + chunk
+            new = _glitches(data) - _glitches(tail)
+            if new:
+                with self._lock:
+                    self.glitches += new
+            tail = data[-32:]
 
     @property
     def pids(self) -> list[int]:
@@ -179,6 +217,8 @@ class EchoRoom:
             self._calm += 1
             if self._calm >= 2:
                 self.corrections = 0  # from now on each one moves the delay
+                with self._lock:
+                    self.glitches = 0  # pacat ran dry while parec started
                 self._running.set()
             return
         self._calm = 0
@@ -229,3 +269,7 @@ def _read_exact(fd: int, n: int) -> bytes | None:
         parts.append(chunk)
         got += len(chunk)
     return b"".join(parts)
+
+
+def _glitches(data: bytes) -> int:
+    return data.count(b"Stream underrun.") + data.count(b"Stream overrun.")
