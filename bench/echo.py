@@ -12,8 +12,9 @@ its own process; between the virtual speaker and microphone a simulated room
 (`kiosk.audio.room_rig.EchoRoom`: 60 ms, RT60 0.3 s, background noise) brings the answer back
 as loud as the patient speaks (0 dB echo-to-speech). Answers are espeak-ng speech. A trial is
 one visit from rest: the press (and its chime), the patient's question through the room, the
-answer. Between trials both streams close and PortAudio shuts down, so each answer plays on a
-new output stream with its own latency, the hardest case for the canceller.
+answer. Between trials the kiosk rests as it would between patients' presses: with gate and
+none both streams close and PortAudio shuts down, so each visit opens new ones; with aec both
+stay open (the kiosk's choice, see kiosk/audio/engine.py).
 
 * false barge-ins: `--answers` answers nobody talks over; one that the simulator's voice
   detector cuts short ("patient speaking") is a false barge-in;
@@ -153,8 +154,8 @@ class Bedside:
         self.sim.knobs.answer_text = ANSWER_TEXT
         self.sim.knobs.answer_s = answer_s
         self.to_idle()
-        # Both streams close 1 s after the visit and PortAudio shuts down: the next visit
-        # opens a new output stream, with its own latency, as a patient's next press would.
+        # At rest as between two patients' presses: with gate and none both streams close
+        # 1 s after the visit and PortAudio shuts down, so the next visit opens new ones.
         time.sleep(REST_S)
         self.daemon.wait_state("listening", self.daemon.press())
         asked = time.monotonic()

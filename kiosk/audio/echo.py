@@ -11,8 +11,8 @@ Three modes, chosen by IT staff for the bedside's hardware:
   falls back to the gate for the rest of that visit: logged once, counted
   (``voice_kiosk_aec_fallbacks_total``). Without the WebRTC library (no wheel for 32-bit
   Raspberry Pi OS) the kiosk uses the gate and says so once at start.
-* ``gate`` (the default: ``aec`` keeps the speaker's stream open at idle and costs memory
-  and CPU that the default configuration's goals do not allow, see the README): the microphone
+* ``gate`` (the default: ``aec`` keeps both streams open at idle and costs memory and CPU
+  that the default configuration's goals do not allow, see the README): the microphone
   is not kept while the speaker plays (answer or cue, plus the
   device's latency); the button still interrupts.
 * ``none``: the microphone is always kept (an echo-cancelling speakerphone does the work).

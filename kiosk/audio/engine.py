@@ -227,8 +227,9 @@ class AudioEngine:
         on a new visit from rest, a stream per visit: 17-18 of 20 phrases stopped the answer
         within 500 ms before the timeline; with it 17 of 17, but 3 of 20 answers cut
         themselves short. One stream: 19-20 of 20 in time, and 0-1 of 40 answers cut short
-        (four runs). The price, measured at idle: 0.018-0.020 CPU-s per second and 300-350
-        wake-ups per second (the README says so)."""
+        (five runs; see `_mic_wanted` for the rest). The price of both open streams,
+        measured at idle: 0.019-0.026 CPU-s per second and 520-543 wake-ups per second (the
+        README says so)."""
         return self.playback.busy or self.echo.effective == "aec"
 
     def _mic_wanted(self) -> bool:
@@ -242,7 +243,7 @@ class AudioEngine:
         the echo too, and AEC3 follows a moved echo only after a burst of it has leaked.
         bench/echo.py with one speaker stream and the echo rig steady: a capture stream per
         visit, 1 of 20 answers interrupted itself 0.37 s in; both streams open, 0 of 40 in
-        each of two runs."""
+        each of three runs."""
         if self.echo.effective == "aec":
             return True
         if not self.capture.armed:
