@@ -82,7 +82,9 @@ class EchoRoom:
         """Start the two streams and the thread; returns once audio flows and the delay
         has settled (about a second)."""
         env = {**os.environ, **self.rig.env}
-        # --verbose: they say when their server stream underruns or overruns.
+        # 20 ms: at 10 ms their server streams glitched 8 times in 6 minutes of bench/echo.py
+        # on 2 cores (0 at 20 ms in two runs). --verbose: they say when one underruns or
+        # overruns.
         common = [f"--rate={RATE_HZ}", "--channels=1", "--format=s16le", "--raw",
                   "--latency-msec=20", "--verbose"]
         play = subprocess.Popen(["pacat", "--playback", "--device=micfeed",
