@@ -68,7 +68,7 @@ GOAL_SILENCED_S = 0.5
 IDLE_SETTLE_S = 5.0  # after READY: the start-up check's streams close (1 s grace)
 WARM_UP_S = 8.0  # the first answer after start; the kiosk trusts the canceller after ~5 s
 REST_S = 2.5  # the streams' 1 s grace, the supervisor's 0.25 s look, PortAudio's shutdown
-PHRASE_TAIL_S = 1.0  # the room (60 ms, RT60 0.3 s) and the rig's own ~40 ms, with margin
+PHRASE_TAIL_S = 1.0  # the room (60 ms, RT60 0.3 s) and the rig's own ~75 ms, with margin
 MODES = ("aec", "gate", "none")
 
 

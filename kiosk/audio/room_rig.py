@@ -83,8 +83,8 @@ class EchoRoom:
         has settled (about a second)."""
         env = {**os.environ, **self.rig.env}
         # 20 ms: at 10 ms their server streams glitched 8 times in 6 minutes of bench/echo.py
-        # on 2 cores (0 at 20 ms in two runs). --verbose: they say when one underruns or
-        # overruns.
+        # on 2 cores (0 at 20 ms in two runs); the rig then adds 73-80 ms to the room's delay
+        # (34-41 at 10 ms). --verbose: they say when one underruns or overruns.
         common = [f"--rate={RATE_HZ}", "--channels=1", "--format=s16le", "--raw",
                   "--latency-msec=20", "--verbose"]
         play = subprocess.Popen(["pacat", "--playback", "--device=micfeed",
@@ -143,9 +143,10 @@ class EchoRoom:
         """Count the glitches pacat or parec report on stderr (its progress lines end in
         a carriage return, so the stream is searched, not split into lines)."""
         assert proc.stderr is not None
+        fd = proc.stderr.fileno()
         tail = b""
         while True:
-            chunk = proc.stderr.read1(4096)
+            chunk = os.read(fd, 4096)
             if not chunk:
                 return
             data = tail + chunk

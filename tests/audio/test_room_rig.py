@@ -154,9 +154,10 @@ def test_delay_is_the_configured_one_plus_a_stable_constant(rig: VirtualAudio) -
     print(f"room adds {const_short * 1000:.1f} / {const_long * 1000:.1f} ms beyond the "
           "configured delay (30 / 130 ms)")
     # Between runs the constant moves a little (the two streams' server-side buffers are
-    # negotiated at each start: 34-41 ms in bench/AEC-EVALUATION.md's runs).
+    # negotiated at each start). With the streams asking for 20 ms it was 73-80 ms here (34-41
+    # ms at 10 ms, bench/AEC-EVALUATION.md's runs): the queue kept for pacat and the buffers.
     assert abs(const_long - const_short) < 0.015
-    assert 0.0 <= const_short < 0.080
+    assert 0.0 <= const_short < 0.120
 
 
 def test_echo_is_filtered_and_attenuated_and_the_patient_mixes_in(rig: VirtualAudio) -> None:
