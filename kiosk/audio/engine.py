@@ -226,8 +226,8 @@ class AudioEngine:
         answer plays, letting bursts of echo through meanwhile. bench/echo.py, each answer
         on a new visit from rest, a stream per visit: 17-18 of 20 phrases stopped the answer
         within 500 ms before the timeline; with it 17 of 17, but 3 of 20 answers cut
-        themselves short. One stream: 19-20 of 20 in time, and 0-1 of 40 answers cut short
-        (five runs; see `_mic_wanted` for the rest). The price of both open streams,
+        themselves short. One stream: 19-20 of 20 in time, and 0-4 of 40 answers cut short
+        (seven runs; see `_mic_wanted` for the rest). The price of both open streams,
         measured at idle: 0.019-0.026 CPU-s per second and 520-543 wake-ups per second (the
         README says so)."""
         return self.playback.busy or self.echo.effective == "aec"
