@@ -187,7 +187,7 @@ def run_mode(mode: str, args: argparse.Namespace, reaper: Reaper) -> ModeResult:
         side = Bedside(mode, rig, sim, room, Path(tmp), reaper)
         try:
             # What the mode costs while nobody uses the kiosk (most of its life): with aec
-            # the speaker's stream stays open.
+            # both streams stay open.
             time.sleep(IDLE_SETTLE_S)
             first = sample(side.daemon.pid)
             time.sleep(args.idle_s)
