@@ -165,12 +165,9 @@ class Bedside:
     def failure(self, trial: str, started: float, rig_jumps: int) -> str:
         """An answer that stopped itself: what ended it (its next STATUS) and when, and
         whether the echo rig moved the echo meanwhile (a real room does not)."""
-        ended = "no STATUS yet"
-        for at, fields in list(self.daemon.notify.messages):
-            status = fields.get("STATUS", "")
-            if at > started and status and not status.startswith("speaking"):
-                ended = f"{status!r} {at - started:.2f} s into the answer"
-                break
+        found = self.daemon.notify.first_status_after(started, unless="speaking")
+        ended = (f"{found[1]!r} {found[0] - started:.2f} s into the answer" if found
+                 else "no STATUS yet")
         jumped = (f"; the echo rig moved the echo {rig_jumps} time(s) meanwhile (its queue "
                   "corrected, or its server streams ran dry or over)" if rig_jumps else "")
         return f"{trial}: {ended}{jumped}"

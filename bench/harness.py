@@ -181,6 +181,16 @@ class NotifySocket:
                                        f"so far: {self.states()[-8:]}")
                 self._cond.wait(left)
 
+    def first_status_after(self, after: float, unless: str) -> tuple[float, str] | None:
+        """The first STATUS that arrived after `after` and does not start with `unless`,
+        with its arrival; None when there is none yet (no wait)."""
+        with self._cond:
+            for at, fields in self.messages:
+                status = fields.get("STATUS", "")
+                if at > after and status and not status.startswith(unless):
+                    return at, status
+        return None
+
     def states(self) -> list[str]:
         with self._cond:
             return [f["STATUS"].split()[0] for _, f in self.messages if "STATUS" in f]

@@ -145,6 +145,29 @@ def test_the_daemon_gets_the_environment_the_unit_gives_it(tmp_path):
     assert unit_environment(unit) == {"A": "1", "B": "two words", "C": "3"}
 
 
+def test_the_notify_socket_names_what_ended_a_state():
+    """bench/echo.py lists each answer that stopped itself by the first STATUS after it that
+    is not `speaking`, read under the socket's lock while datagrams still arrive."""
+    import socket
+
+    from bench.harness import NotifySocket
+
+    notify = NotifySocket()
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        before = time.monotonic()
+        assert notify.first_status_after(before, unless="speaking") is None
+        for status in ("speaking answer 1", "speaking answer 1, 2 s", "listening 0.3 s"):
+            sender.sendto(f"STATUS={status}\nWATCHDOG=1".encode(), "\0" + notify.address[1:])
+        ended_at, _ = notify.wait("STATUS", "listening", after=before, timeout_s=5)
+        assert notify.first_status_after(before, unless="speaking") == (ended_at,
+                                                                        "listening 0.3 s")
+        assert notify.first_status_after(ended_at, unless="speaking") is None
+    finally:
+        sender.close()
+        notify.close()
+
+
 def test_the_round_with_the_median_ratio_is_judged_whole():
     """Listening and speaking are measured in rounds (kiosk, then naive); the judged pair is
     one real round, the one whose ratio is the median, never a mix of two rounds."""

@@ -107,14 +107,16 @@ class EchoControl:
             pcm = canceller.process(frame.pcm, frame.captured_at - frame_s - input_latency_s)
             failed = canceller.failed
             mode = canceller.mode
+            # Taken with the mode: new_visit() on another thread could reset it between.
+            first_active = canceller.stats() if mode == "active" and not self.proven else None
         if mode == "active":
-            if not self.proven:
+            if first_active is not None:
                 self.proven = True
-                stats = canceller.stats()
-                delay = "n/a" if stats.delay_ms is None else f"{stats.delay_ms:.0f} ms"
-                log.info("echo canceller converged (echo reduced by %.1f dB, echo delay %s): "
-                         "the patient can now interrupt an answer by voice",
-                         stats.erle_db or 0.0, delay)
+                erle_db, delay_ms = first_active.erle_db, first_active.delay_ms
+                log.info("echo canceller converged (echo reduced by %s, echo delay %s): the "
+                         "patient can now interrupt an answer by voice",
+                         "n/a" if erle_db is None else f"{erle_db:.1f} dB",
+                         "n/a" if delay_ms is None else f"{delay_ms:.0f} ms")
         elif mode == "converging" and not self.proven and (canceller.echo_expected
                                                               or self._busy()):
             # The first seconds of playback since start: AEC3 is still finding the echo

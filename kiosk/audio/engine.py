@@ -9,7 +9,7 @@ device is found). When both devices open again it reports ``("ready", message)``
 A stream runs only while something needs it: the microphone while a visit keeps it armed
 (with the echo gate, not while seconds of an answer are still queued: all it hears then is
 dropped), the speaker while it has something to play (an answer, a cue, the device's tail).
-With the echo canceller both run all the time (see `_speaker_wanted` and `_mic_wanted`).
+With the echo canceller both run all the time (see `_streams_kept_open`).
 Otherwise, idle, both are closed and PortAudio itself is shut down (its device probing maps
 ~19 MiB of ALSA plugins and keeps its threads); the supervisor sleeps until capture.arm() or
 anything to play wakes it, then reopens what is needed: about 1-5 ms for the speaker and
@@ -206,9 +206,10 @@ class AudioEngine:
             self._lose(problem)
             return self.settings.device_retry_s
         try:
-            for what, port, wanted in (("speaker", self.playback, self._speaker_wanted()),
+            kept_open = self._streams_kept_open()
+            for what, port, wanted in (("speaker", self.playback, self.playback.busy),
                                        ("microphone", self.capture, self._mic_wanted())):
-                self._follow(what, port, wanted or not self.settings.stop_when_idle, now)
+                self._follow(what, port, wanted or kept_open, now)
         except AudioDeviceError as exc:
             self._lose(f"{exc} Retrying every {self.settings.device_retry_s:g} s.")
             return self.settings.device_retry_s
@@ -217,35 +218,29 @@ class AudioEngine:
             return None
         return poll_s
 
-    def _speaker_wanted(self) -> bool:
-        """The speaker plays; with the canceller its stream also stays open while idle.
-        Every new output stream moves the echo a little (through PulseAudio, measured on the
-        echo rig: up to 17 ms from one stream to the next while each stream was anchored on
-        PortAudio's early first stamps; with the stamps placed by `StreamTimeline`, within
-        about 1.5 ms, and now and then more), which the canceller must follow while the next
-        answer plays, letting bursts of echo through meanwhile. bench/echo.py, each answer
-        on a new visit from rest, a stream per visit: 17-18 of 20 phrases stopped the answer
-        within 500 ms before the timeline; with it 17 of 17, but 3 of 20 answers cut
-        themselves short. One stream: 19-20 of 20 in time, and 0-4 of 40 answers cut short
-        (seven runs; see `_mic_wanted` for the rest). The price of both open streams,
-        measured at idle: 0.019-0.026 CPU-s per second and 520-543 wake-ups per second (the
-        README says so)."""
-        return self.playback.busy or self.echo.effective == "aec"
+    def _streams_kept_open(self) -> bool:
+        """Both streams run from start to stop, wanted or not: with `audio.stop_when_idle:
+        false` (a USB speaker that clicks when its stream starts), and with the echo
+        canceller (nothing the microphone hears is kept while no visit is armed).
+
+        Why the canceller: every new stream moves the echo a little (through PulseAudio,
+        measured on the echo rig: up to 17 ms from one output stream to the next while each
+        stream was anchored on PortAudio's early first stamps; with the stamps placed by
+        `StreamTimeline`, within about 1.5 ms, and now and then more), and AEC3 follows a
+        moved echo only after a burst of it has leaked, which the service takes for the
+        patient. bench/echo.py, each answer on a new visit from rest: both streams per
+        visit, 17 of 17 phrases stopped the answer within 500 ms but 3 of 20 answers cut
+        themselves short; the speaker's stream open and a capture stream per visit, 0 to 4
+        of 40 answers cut short in seven runs; both streams open, 0 of 40 in each of three
+        runs. The price, measured at idle: 0.019-0.026 CPU-s per second and 520-543
+        wake-ups per second (the README says so)."""
+        return not self.settings.stop_when_idle or self.echo.effective == "aec"
 
     def _mic_wanted(self) -> bool:
         """A visit keeps the microphone armed; with the echo gate, whatever it hears while
         an answer plays is dropped anyway, so it rests while seconds of answer are still
         queued (the service sends them faster than they play) and opens again with a second
-        left, so it runs before the gate opens: a patient loses no word after the answer.
-
-        With the canceller the microphone's stream stays open from start to stop, like the
-        speaker's (nothing is kept while no visit is armed): a new capture stream can move
-        the echo too, and AEC3 follows a moved echo only after a burst of it has leaked.
-        bench/echo.py with one speaker stream and the echo rig steady: a capture stream per
-        visit, 1 of 20 answers interrupted itself 0.37 s in; both streams open, 0 of 40 in
-        each of three runs."""
-        if self.echo.effective == "aec":
-            return True
+        left, so it runs before the gate opens: a patient loses no word after the answer."""
         if not self.capture.armed:
             return False
         if self.echo.effective != "gate":
