@@ -55,7 +55,8 @@ def dbfs(value: float) -> float:
 class FrameCleaner(Protocol):
     """Works on each frame before it is sent (the echo canceller, `kiosk.audio.echo`)."""
 
-    def clean(self, frame: Frame, input_latency_s: float) -> Frame: ...
+    def clean(self, frame: Frame, input_latency_s: float) -> Frame | None:
+        """The frame to send, or None: muted (dropped, as the echo gate drops blocks)."""
 
     def new_visit(self) -> None: ...
 
@@ -316,12 +317,22 @@ class Capture:
 
     def read_frame(self, timeout_s: float) -> Frame | None:
         """Next `frame_ms` of 24 kHz mono audio, or None after `timeout_s` with too little
-        (with the echo canceller's work done on this thread, when one is set)."""
-        frame = self._next_frame(timeout_s)
+        (with the echo canceller's work done on this thread, when one is set; a frame it
+        mutes is skipped, as the gate skips what it drops)."""
         echo = self._echo
-        if frame is None or echo is None:
-            return frame
-        return echo.clean(frame, self.input_latency_s)
+        if echo is None:
+            return self._next_frame(timeout_s)
+        deadline = None
+        while True:
+            left = timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
+            frame = self._next_frame(left)
+            if frame is None:
+                return None
+            cleaned = echo.clean(frame, self.input_latency_s)
+            if cleaned is not None:
+                return cleaned
+            if deadline is None:
+                deadline = time.monotonic() + timeout_s
 
     def _next_frame(self, timeout_s: float) -> Frame | None:
         deadline = None

@@ -97,8 +97,9 @@ class EchoControl:
 
     # -- called from the reader's thread -----------------------------------------------
 
-    def clean(self, frame: Frame, input_latency_s: float) -> Frame:
-        """The frame with the speaker's echo removed (unchanged unless ``aec`` runs)."""
+    def clean(self, frame: Frame, input_latency_s: float) -> Frame | None:
+        """The frame with the speaker's echo removed (unchanged unless ``aec`` runs), or
+        None while the canceller has never converged and the frame may hold echo."""
         canceller = self.canceller
         if canceller is None or len(frame.pcm) != canceller.frame_samples:
             return frame
@@ -122,10 +123,14 @@ class EchoControl:
             # The first seconds of playback since start: AEC3 is still finding the echo
             # path and lets bursts of echo through (measured on the echo rig: 10 ms windows
             # up to -30 dBFS, which a voice detector takes for the patient). Until it has
-            # converged once, what the microphone hears while the kiosk speaks is muted, as
-            # the gate would (and to the end of the echo's reverberation, by the frame's
-            # own time); the canceller itself keeps learning from it.
-            return Frame(np.zeros_like(frame.pcm), frame.captured_at)
+            # converged once, what the microphone hears while the kiosk speaks is dropped,
+            # as the gate drops it (and to the end of the echo's reverberation, by the
+            # frame's own time); the canceller itself keeps learning from it. Dropped, not
+            # sent as zeros: the service's voice detector takes 0.65 s of digital silence
+            # (a chime and its tail) for the end of a turn, and a patient who was already
+            # talking at the press got an answer to their first 0.1 s (bench/process.py's
+            # listening phase with aec, in a room where the speaker is not heard).
+            return None
         if failed and not self._fallback_seen:
             self._fallback_seen = True
             self.fallbacks += 1

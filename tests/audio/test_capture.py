@@ -237,6 +237,46 @@ def test_every_frame_passes_through_the_echo_control_and_arm_starts_a_visit(rig)
         pa.terminate()
 
 
+class MuteEveryOther:
+    """A frame cleaner that mutes every second frame, as the canceller mutes what may hold
+    echo before it has converged."""
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def clean(self, frame, input_latency_s):
+        self.seen.append(frame.captured_at)
+        return frame if len(self.seen) % 2 else None
+
+    def new_visit(self) -> None:
+        self.seen.clear()
+
+
+def test_a_frame_the_echo_control_mutes_is_skipped_not_sent_as_silence(rig):
+    """read_frame moves on past a muted frame within its timeout: the caller gets the next
+    kept frame, never a gap of zeros and never None while frames are still coming."""
+    settings = AudioSettings()  # 100 ms frames
+    cleaner = MuteEveryOther()
+    pa = open_portaudio()
+    cap = Capture(settings)
+    cap.set_echo(cleaner)
+    try:
+        cap.open(pa, find_device(pa, MIC_DEVICE, "input"))
+        cap.arm()
+        feed = rig.play_into_mic(tone(440, 1.5, rate_hz=24000, amplitude=0.5), 24000)
+        try:
+            kept = [cap.read_frame(timeout_s=2.0) for _ in range(5)]
+        finally:
+            feed.stop()
+            cap.disarm()
+        assert all(f is not None for f in kept)
+        assert [f.captured_at for f in kept] == cleaner.seen[0::2][:5]
+        assert len(cleaner.seen) == 9  # the fifth kept frame is the ninth seen
+    finally:
+        cap.close()
+        pa.terminate()
+
+
 def test_reopening_on_the_same_portaudio_does_not_ask_the_device_again(rig, monkeypatch):
     """PyAudio holds the GIL while it asks a device for a format: a reopening during an
     answer must not (the speaker's callback would wait), a new PortAudio must."""

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kiosk.audio.room_rig import EchoRoom
 from kiosk.sim.echo_scene import ANSWER_TEXT, PHRASE_TEXT
 from kiosk.sim.room import RoomModel
-from kiosk.sim.voice import spoken
+from kiosk.sim.voice import speech_like, spoken
 from tests.e2e.signals import loud_runs, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.audio]
@@ -168,3 +168,32 @@ def test_a_canceller_that_does_not_converge_falls_back_to_the_gate(start_kiosk, 
         kiosk.systemd.wait_for("STATUS", "listening", timeout_s=20)
         assert kiosk.proc.log.count("did not converge") == 1
         assert room.error is None
+
+
+def test_a_patient_talking_through_the_press_keeps_talking_to_the_service(start_kiosk, sim,
+                                                                          rig):
+    """No room between speaker and microphone (the speaker is not heard, so the canceller
+    never converges) and a patient who is still talking when they press again: while the
+    chime and its echo's reverberation may be in the microphone, what it hears is dropped,
+    as the gate drops it. Sent as 0.65 s of digital silence, it ended the patient's turn:
+    the service answered their first 0.1 s (bench/process.py's listening phase with aec)."""
+    kiosk = start_kiosk(visit={"idle_timeout_s": 20}, audio={"echo_mode": "aec"})
+    kiosk.press()
+    kiosk.wait_state("listening")
+    first = sim.last_connection
+    feed = rig.play_into_mic(speech_like(20.0), RATE)
+    try:
+        wait_until(lambda: "input_audio_buffer.speech_started" in first.server_types(), 10,
+                   "the patient heard in the first visit")
+        kiosk.press()  # ends the visit, the patient talking on
+        kiosk.wait_state("idle")
+        kiosk.press()  # and a new one, at once
+        kiosk.wait_state("listening")
+        conn = sim.last_connection
+        assert conn is not first
+        wait_until(lambda: len(conn.audio) >= 2.5 * RATE, 10, "2.5 s of the patient")
+        assert "input_audio_buffer.speech_stopped" not in conn.server_types(), \
+            (conn.server_types(), kiosk.proc.log[-2000:])
+        assert kiosk.systemd.states()[-1] == "listening", kiosk.systemd.states()
+    finally:
+        feed.stop()
