@@ -136,8 +136,12 @@ class EchoCanceller:
         self._floor_frames = 0
         self._life_far_frames = 0  # far-end frames AEC3 has processed since construction
         self.echo_expected = False
-        """The last frame may hold echo: its reference was audible, or stopped less than
-        the room's reverberation ago."""
+        """The last frame may hold echo: what played at its own time (as placed before any
+        delay was tracked) was audible, or stopped less than the room's reverberation ago.
+        Not at the tracked delay: until ERLE has proven it, a tracked delay can be a
+        coincidence (seen on bench/process.py's rig, which has no echo at all: 760 ms,
+        found on its synthetic voices and the chimes, which held the microphone shut for
+        most of the patient's next question; the service heard nothing)."""
         # ERLE windows judge from this far-end frame on (AEC3's initial state, a retrack).
         self._settle_frames = int(math.ceil(_AEC3_INITIAL_S * rate_hz / frame_samples))
         self._settle_at = self._settle_frames
@@ -233,7 +237,7 @@ class EchoCanceller:
             audible_end = self._ref_audible_end
         mic_db = self._energy_db(mic)
         idle = ref_pos - audible_end > self.idle_after_s * self.rate_hz
-        self.echo_expected = ref_pos - audible_end < _TAIL_S * self.rate_hz
+        self.echo_expected = pos + self._lead - audible_end < _TAIL_S * self.rate_hz
         if idle:
             self._track_floor(mic_db)
             self._mode = "failed" if self._failed else "bypass"
