@@ -322,17 +322,14 @@ class Capture:
         echo = self._echo
         if echo is None:
             return self._next_frame(timeout_s)
-        deadline = None
+        deadline = time.monotonic() + timeout_s
         while True:
-            left = timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
-            frame = self._next_frame(left)
+            frame = self._next_frame(max(0.0, deadline - time.monotonic()))
             if frame is None:
                 return None
             cleaned = echo.clean(frame, self.input_latency_s)
             if cleaned is not None:
                 return cleaned
-            if deadline is None:
-                deadline = time.monotonic() + timeout_s
 
     def _next_frame(self, timeout_s: float) -> Frame | None:
         deadline = None
