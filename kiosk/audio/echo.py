@@ -110,14 +110,13 @@ class EchoControl:
             mode = canceller.mode
             # Taken with the mode: new_visit() on another thread could reset it between.
             first_active = canceller.stats() if mode == "active" and not self.proven else None
-        if mode == "active":
-            if first_active is not None:
-                self.proven = True
-                erle_db, delay_ms = first_active.erle_db, first_active.delay_ms
-                log.info("echo canceller converged (echo reduced by %s, echo delay %s): the "
-                         "patient can now interrupt an answer by voice",
-                         "n/a" if erle_db is None else f"{erle_db:.1f} dB",
-                         "n/a" if delay_ms is None else f"{delay_ms:.0f} ms")
+        if first_active is not None:
+            self.proven = True
+            erle_db, delay_ms = first_active.erle_db, first_active.delay_ms
+            log.info("echo canceller converged (echo reduced by %s, echo delay %s): the "
+                     "patient can now interrupt an answer by voice",
+                     "n/a" if erle_db is None else f"{erle_db:.1f} dB",
+                     "n/a" if delay_ms is None else f"{delay_ms:.0f} ms")
         elif mode == "converging" and not self.proven and (canceller.echo_expected
                                                               or self._busy()):
             # The first seconds of playback since start: AEC3 is still finding the echo
